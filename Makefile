@@ -1,0 +1,80 @@
+# coro - build, tests, benchmarks.
+#   make            build tests, examples and benchmarks into build/
+#   make test       the whole suite: plain, ASan+UBSan, valgrind; examples
+#   make bench      the benchmarks (prints a table)
+#   make install PREFIX=/usr/local    headers and coro.pc
+#   make clean
+
+CC      ?= cc
+CXX     ?= c++
+PREFIX  ?= /usr/local
+BUILD   := build
+HDRS    := coro.h coro_loop.h coro_sync.h coro_io.h
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Werror
+CFLAGS  ?=
+CSTD    := -std=c11 $(WARN) -I. $(CFLAGS)
+PLAIN   := -O2 -g
+SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+           -fno-sanitize-recover=all
+
+TEST_SRCS := $(wildcard test/test_*.c)
+TESTS     := $(basename $(notdir $(TEST_SRCS))) test_link test_cpp
+EXAMPLES  := $(basename $(notdir $(wildcard examples/*.c)))
+BENCHES   := $(basename $(notdir $(wildcard bench/bench_*.c)))
+
+PLAIN_TESTS := $(addprefix $(BUILD)/test/plain/,$(TESTS))
+SAN_TESTS   := $(addprefix $(BUILD)/test/asan/,$(TESTS))
+EXAMPLE_BINS:= $(addprefix $(BUILD)/examples/,$(EXAMPLES))
+BENCH_BINS  := $(addprefix $(BUILD)/bench/,$(BENCHES))
+
+.PHONY: all test bench install clean check-headers
+all: $(PLAIN_TESTS) $(SAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS)
+
+$(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(PLAIN) $< -o $@
+
+$(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(SAN) $< -o $@
+
+# Two translation units sharing one loop: the headers link cleanly.
+$(BUILD)/test/plain/test_link: test/link/a.c test/link/b.c $(HDRS) test/test.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(PLAIN) test/link/a.c test/link/b.c -o $@
+$(BUILD)/test/asan/test_link: test/link/a.c test/link/b.c $(HDRS) test/test.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(SAN) test/link/a.c test/link/b.c -o $@
+
+# The headers as C++17.
+$(BUILD)/test/plain/test_cpp: test/test_cpp.cpp $(HDRS)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(WARN) -I. $(PLAIN) $< -o $@
+$(BUILD)/test/asan/test_cpp: test/test_cpp.cpp $(HDRS)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(WARN) -I. $(SAN) $< -o $@
+
+$(BUILD)/examples/%: examples/%.c examples/example.h $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(PLAIN) $< -o $@
+
+$(BUILD)/bench/%: bench/%.c $(HDRS) bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -I. -O2 -g $< -o $@ -lpthread
+
+check-headers:
+	@sh test/check_headers.sh
+
+test: all
+	@sh test/run.sh
+
+bench: $(BENCH_BINS)
+	@sh bench/run.sh
+
+install:
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(HDRS) $(DESTDIR)$(PREFIX)/include/
+	sed 's|@PREFIX@|$(PREFIX)|' coro.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/coro.pc
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,2194 @@
+/* coro_loop.h - the event loop: tasks, futures, timers, cancellation, and
+ * asyncio's awaiting family (gather, wait, wait_for, timeout, shield,
+ * as_completed, TaskGroup), on a pluggable backend.
+ *
+ * Header-only, never allocates, needs no I/O library. Freestanding except for the optional
+ * POSIX backend and stderr reports (CORO_POSIX, on by default when hosted on
+ * Unix). Everything here is for the loop's own thread; nothing is
+ * thread-safe (coro_io.h adds the one thread-safe entry point).
+ *
+ * CHEAT-SHEET (see coro.h for frames and CORO_BEGIN/END/AWAIT/TRY/RETURN)
+ *   coro_loop L; coro_loop_init(&L, NULL);          // NULL: POSIX clock
+ *   coro_task t; int rc = coro_run(&L, &t, main_frame);   // asyncio.run
+ *   coro_loop_close(&L);                            // reports leftovers
+ *
+ *   Inside a body (c is the coro_ctx *):
+ *     CORO_YIELD(c)                 sleep(0): exactly one loop iteration
+ *     CORO_SLEEP(c, CORO_MS(50))    sleep
+ *     CORO_AWAIT_TASK(c, &t)        await a task: c->rc = result or error
+ *     CORO_AWAIT_FUTURE(c, &fut)    await a future: c->rc = 0 or error
+ *     coro_spawn(c->loop, &t, child_frame)     create_task (runs later)
+ *     coro_task_cancel(c->loop, &t)            request cancellation
+ *   Time is int64_t nanoseconds: CORO_NS/US/MS/S(x), coro_loop_time(L).
+ *
+ *   Awaiting family (caller-owned records, no allocation):
+ *     gather:   coro_gather_start(L, &g, items, futs, n, flags); CORO_AWAIT_GATHER(c, &g)
+ *     wait:     CORO_AWAIT(c, coro_wait_init(&w, items, futs, n, CORO_FIRST_COMPLETED, timeout))
+ *     wait_for: CORO_AWAIT(c, coro_wait_for_init(&wf, fut, timeout))
+ *     timeout:  coro_timeout_enter(c, &tm, delay); ...; rc = coro_timeout_exit(c, &tm, rc)
+ *     shield:   CORO_AWAIT_FUTURE(c, coro_shield_start(L, &s, fut))
+ *     as_completed: coro_as_completed_init(L, &ac, items, futs, n, timeout);
+ *               CORO_AWAIT(c, coro_as_completed_next(&ac))  -> c->rc = index
+ *     TaskGroup: coro_group_enter(c, &g, errs, max); coro_group_spawn(L, &g, &gt, frame);
+ *               CORO_AWAIT(c, coro_group_exit(&g, body_rc))
+ *
+ * SEMANTICS: asyncio's (CPython 3.13). One iteration (coro_loop_run_once)
+ * polls the backend, moves due timers to the ready queue, then runs exactly
+ * the handles that were ready at that point; what they schedule runs next
+ * iteration. Done-callbacks are scheduled, never called inline. Equal
+ * deadlines fire first-armed-first. Cancellation is a request delivered as
+ * CORO_ECANCELED at the task's current or next await, forwarded to what it
+ * awaits. Leftover tasks at shutdown are cancelled in creation order.
+ *
+ * LIMITS
+ *   - A task's cancellation counter saturates at 65535.
+ *   - Timer ties are broken by a 32-bit arming counter: two live timers with
+ *     the same deadline must be armed fewer than 2^31 arms apart.
+ *   - Task results are ints (>= 0); errors are < 0 (see coro.h).
+ */
+#ifndef CORO_LOOP_H
+#define CORO_LOOP_H
+
+#include "coro.h"
+
+#ifndef CORO_POSIX
+#if defined(__STDC_HOSTED__) && __STDC_HOSTED__ &&                             \
+    (defined(__unix__) || defined(__APPLE__))
+#define CORO_POSIX 1
+#else
+#define CORO_POSIX 0
+#endif
+#endif
+
+#if CORO_POSIX
+#include <stdio.h>
+#include <time.h>
+#if !defined(CLOCK_MONOTONIC) && defined(__linux__)
+/* Strict ISO modes (-std=c11) hide these POSIX declarations; on Linux the
+ * clock id type is int and CLOCK_MONOTONIC is 1. */
+int clock_gettime(int clk, struct timespec *ts);
+int nanosleep(const struct timespec *req, struct timespec *rem);
+#define CLOCK_MONOTONIC 1
+#endif
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* Time                                                                    */
+/* ---------------------------------------------------------------------- */
+
+#define CORO_NS(x) ((int64_t)(x))
+#define CORO_US(x) ((int64_t)(x) * 1000)
+#define CORO_MS(x) ((int64_t)(x) * 1000000)
+#define CORO_S(x) ((int64_t)(x) * 1000000000)
+#define CORO_NEVER INT64_MAX /* "no deadline" */
+
+/* a + b without overflow (deadlines far in the future saturate). */
+CORO_API int64_t coro__add_time(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b) return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b) return INT64_MIN;
+    return a + b;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Types                                                                   */
+/* ---------------------------------------------------------------------- */
+
+typedef struct coro_backend coro_backend;
+typedef struct coro_call coro_call;
+typedef struct coro_report coro_report;
+typedef struct coro_waitable coro_waitable;
+
+/* A plain callback: call_soon / call_later / future done-callbacks. */
+typedef void coro_callback(coro_loop *L, void *arg);
+
+/* A scheduled callback (asyncio's Handle and TimerHandle): caller-owned,
+ * reusable once it ran or was cancelled. Zero it (= {0}) before the first
+ * coro_call_cancel/_pending on it. 48 bytes. */
+struct coro_call {
+    coro_handle h;
+    coro_callback *fn;
+    void *arg;
+};
+
+/* Internal list link (task registry, group members). */
+typedef struct coro__link coro__link;
+struct coro__link {
+    coro__link *prev, *next;
+};
+
+/* A task: a future plus the frame chain it runs. Caller-owned; 64 bytes on
+ * 64-bit targets. It may be reused once done and, if it failed, once its
+ * error was read (coro_task_error/result or an await). */
+struct coro_task {
+    coro_handle h;   /* ready queue / awaited ring / sleep timer */
+    coro_future fut; /* outcome; while pending .value is the leaf frame */
+    coro__link link; /* registry of unfinished tasks, creation order */
+};
+
+/* An awaitable future with its own cancellation (gather's outer future,
+ * I/O operations). Awaiting it forwards cancellation to `cancel`. */
+struct coro_waitable {
+    coro_future fut;
+    int (*cancel)(coro_loop *L, coro_waitable *w); /* 1 if it accepted */
+};
+
+/* The backend: the clock, and the wait for events until a deadline. */
+struct coro_backend {
+    int64_t (*now)(coro_backend *b);
+    /* Waits at most `timeout` ns (0: poll, < 0: until an event), queueing
+     * what became ready. Returns >= 0, or CORO_EDEADLK when `timeout` < 0
+     * and nothing could ever arrive, or another error. */
+    int (*poll)(coro_backend *b, coro_loop *L, int64_t timeout);
+    void (*close)(coro_backend *b, coro_loop *L); /* may be NULL */
+};
+
+/* A diagnostic: passed to the loop's report handler. */
+enum {
+    CORO_REPORT_UNRETRIEVED = 1, /* a task failed and nobody read its error */
+    CORO_REPORT_PENDING,         /* the loop closed with this task pending  */
+    CORO_REPORT_SLOW,            /* one step took >= the slow threshold     */
+    CORO_REPORT_SHUTDOWN_ERROR,  /* a task failed while coro_run shut down  */
+    CORO_REPORT_GROUP_ORPHAN     /* a group child failed after its parent   */
+};
+struct coro_report {
+    int kind;            /* CORO_REPORT_* */
+    const char *message; /* asyncio's wording */
+    coro_task *task;     /* NULL for a slow plain callback */
+    int error;           /* the error, when there is one */
+    int64_t duration;    /* CORO_REPORT_SLOW: the step's length (ns) */
+};
+typedef void coro_report_fn(coro_loop *L, const coro_report *r, void *arg);
+
+struct coro__step; /* a task step in progress */
+
+struct coro_loop {
+    coro_handle ready;        /* ready-queue sentinel (next/prev)        */
+    coro_handle *timers;      /* splay tree of armed timers              */
+    coro__link tasks;         /* unfinished tasks, creation order        */
+    coro__link unretrieved;   /* failed tasks whose error nobody read    */
+    coro_ctx *ctx;            /* the running step (current task), or NULL */
+    coro_backend *backend;    /* the clock and poll                      */
+    coro_backend builtin;     /* storage for the default POSIX backend   */
+    uint32_t seq;             /* timer arming counter                    */
+    uint32_t ntasks;          /* unfinished tasks                        */
+    uint32_t shutdown_left;   /* coro_run: cancelled tasks still running */
+    uint8_t flags;            /* CORO__L_*                               */
+    int64_t slow;             /* slow-step threshold (ns), 0: off        */
+    coro_report_fn *report;   /* diagnostics handler                     */
+    void *report_arg;
+    coro_call *shutdown_call; /* coro_run: fired when the last one ends  */
+};
+
+#define CORO__L_RUNNING 1u
+#define CORO__L_STOPPING 2u
+#define CORO__L_CLOSED 4u
+#define CORO__L_DEADLOCK 8u
+
+/* Task flags (h.flags) and what a task waits on (CORO__W_*, 3 bits). */
+#define CORO__T_MUST_CANCEL 0x01u /* deliver ECANCELED at the next step      */
+#define CORO__T_HOP 0x02u         /* its sleep timer fired: re-queue once    */
+#define CORO__T_RETRIEVED 0x04u   /* its error has been read                 */
+#define CORO__T_MARK 0x08u        /* scratch bit (deduplicating arguments)   */
+#define CORO__T_WAIT 0x70u
+#define CORO__T_SHUTDOWN 0x80u /* coro_run is waiting for it to end       */
+#define CORO__W_NONE 0x00u
+#define CORO__W_FUTURE 0x10u /* a plain future (aux)                      */
+#define CORO__W_TASK 0x20u   /* another task (aux)                        */
+#define CORO__W_CUSTOM 0x30u /* a coro_waitable (aux)                     */
+#define CORO__W_SLEEP 0x40u  /* its own timer                             */
+#define CORO__W_WOKEN 0x50u  /* sleep ended by cancellation: ECANCELED    */
+#define CORO__W_SELF 0x60u   /* awaited itself: EDEADLK                   */
+
+/* Call flags. */
+#define CORO__C_ARMED 0x01u  /* in the timer tree */
+#define CORO__C_QUEUED 0x02u /* in the ready queue */
+#define CORO__C_RING 0x04u   /* in a future's callback ring */
+
+/* ---------------------------------------------------------------------- */
+/* Ready queue: circular, doubly linked through next/prev                  */
+/* ---------------------------------------------------------------------- */
+
+CORO_API void coro__q_init(coro_handle *s)
+{
+    s->next = s;
+    s->prev = s;
+}
+
+CORO_API int coro__q_empty(const coro_handle *s)
+{
+    return s->next == s;
+}
+
+CORO_API void coro__q_push(coro_handle *s, coro_handle *h)
+{
+    h->next = s;
+    h->prev = s->prev;
+    s->prev->next = h;
+    s->prev = h;
+}
+
+CORO_API coro_handle *coro__q_pop(coro_handle *s)
+{
+    coro_handle *h = s->next;
+    s->next = h->next;
+    h->next->prev = s;
+    return h;
+}
+
+CORO_API void coro__q_unlink(coro_handle *h)
+{
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+}
+
+/* Moves every node of src to the empty queue dst. */
+CORO_API void coro__q_take(coro_handle *dst, coro_handle *src)
+{
+    coro__q_init(dst);
+    if (coro__q_empty(src)) return;
+    dst->next = src->next;
+    dst->prev = src->prev;
+    dst->next->prev = dst;
+    dst->prev->next = dst;
+    coro__q_init(src);
+}
+
+CORO_API void coro__schedule(coro_loop *L, coro_handle *h)
+{
+    coro__q_push(&L->ready, h);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Timers: a top-down splay tree keyed by (when, seq)                      */
+/* ---------------------------------------------------------------------- */
+
+/* Left child in next, right child in aux. Splay trees suit timers: arming
+ * later and later deadlines, and popping the earliest, are O(1) amortized;
+ * arbitrary removal (a cancelled sleep) is O(log n) amortized; and the links
+ * reuse fields a sleeping task does not need, so a task's timer costs only
+ * its deadline. */
+#define CORO__L(n) ((n)->next)
+#define CORO__R(n) ((n)->right)
+
+CORO_API int coro__tless(const coro_handle *a, const coro_handle *b)
+{
+    if (a->when != b->when) return a->when < b->when;
+    return (int32_t)(a->seq - b->seq) < 0;
+}
+
+/* Brings the node with k's key (or its last neighbour) to the root. */
+CORO_API coro_handle *coro__splay(coro_handle *t, const coro_handle *k)
+{
+    coro_handle n, *l = &n, *r = &n, *y;
+    CORO__L(&n) = NULL;
+    CORO__R(&n) = NULL;
+    for (;;) {
+        if (coro__tless(k, t)) {
+            if (!CORO__L(t)) break;
+            if (coro__tless(k, CORO__L(t))) { /* rotate right */
+                y = CORO__L(t);
+                CORO__L(t) = CORO__R(y);
+                CORO__R(y) = t;
+                t = y;
+                if (!CORO__L(t)) break;
+            }
+            CORO__L(r) = t; /* link right */
+            r = t;
+            t = CORO__L(t);
+        } else if (coro__tless(t, k)) {
+            if (!CORO__R(t)) break;
+            if (coro__tless(CORO__R(t), k)) { /* rotate left */
+                y = CORO__R(t);
+                CORO__R(t) = CORO__L(y);
+                CORO__L(y) = t;
+                t = y;
+                if (!CORO__R(t)) break;
+            }
+            CORO__R(l) = t; /* link left */
+            l = t;
+            t = CORO__R(t);
+        } else {
+            break;
+        }
+    }
+    CORO__R(l) = CORO__L(t);
+    CORO__L(r) = CORO__R(t);
+    CORO__L(t) = CORO__R(&n);
+    CORO__R(t) = CORO__L(&n);
+    return t;
+}
+
+/* Arms h (h->when set by the caller) as the newest timer. */
+CORO_API void coro__timer_insert(coro_loop *L, coro_handle *h)
+{
+    coro_handle *t = L->timers;
+    h->seq = L->seq++;
+    if (!t) {
+        CORO__L(h) = NULL;
+        CORO__R(h) = NULL;
+    } else {
+        t = coro__splay(t, h);
+        if (coro__tless(h, t)) {
+            CORO__L(h) = CORO__L(t);
+            CORO__R(h) = t;
+            CORO__L(t) = NULL;
+        } else {
+            CORO__R(h) = CORO__R(t);
+            CORO__L(h) = t;
+            CORO__R(t) = NULL;
+        }
+    }
+    L->timers = h;
+}
+
+/* Disarms h, which must be in the tree. */
+CORO_API void coro__timer_remove(coro_loop *L, coro_handle *h)
+{
+    coro_handle *t = coro__splay(L->timers, h); /* t == h: keys are unique */
+    if (!CORO__L(t)) {
+        L->timers = CORO__R(t);
+    } else {
+        coro_handle *m = coro__splay(CORO__L(t), h); /* max of left side */
+        CORO__R(m) = CORO__R(t);
+        L->timers = m;
+    }
+}
+
+/* The earliest armed timer, or NULL. */
+CORO_API coro_handle *coro__timer_first(const coro_loop *L)
+{
+    coro_handle *t = L->timers;
+    if (t)
+        while (CORO__L(t)) t = CORO__L(t);
+    return t;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Loop clock                                                              */
+/* ---------------------------------------------------------------------- */
+
+/* The loop's current time in ns (monotonic, virtual or user clock). */
+CORO_API int64_t coro_loop_time(coro_loop *L)
+{
+    return L->backend->now(L->backend);
+}
+
+/* The running task (asyncio.current_task), or NULL in a plain callback. */
+CORO_API coro_task *coro_current_task(const coro_loop *L)
+{
+    return L->ctx ? L->ctx->task : NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Calls: call_soon, call_later, call_at                                   */
+/* ---------------------------------------------------------------------- */
+
+CORO_API void coro__call_prep(coro_call *k, coro_callback *fn, void *arg)
+{
+    k->h.kind = CORO__H_CALL;
+    k->h.flags = 0;
+    k->fn = fn;
+    k->arg = arg;
+}
+
+/* Schedules fn(L, arg) for the next run phase (FIFO). */
+CORO_API void coro_call_soon(coro_loop *L, coro_call *k, coro_callback *fn,
+                             void *arg)
+{
+    coro__call_prep(k, fn, arg);
+    k->h.flags = CORO__C_QUEUED;
+    coro__schedule(L, &k->h);
+}
+
+/* Schedules fn(L, arg) at loop time `when` (ns). */
+CORO_API void coro_call_at(coro_loop *L, coro_call *k, int64_t when,
+                           coro_callback *fn, void *arg)
+{
+    coro__call_prep(k, fn, arg);
+    k->h.flags = CORO__C_ARMED;
+    k->h.when = when;
+    coro__timer_insert(L, &k->h);
+}
+
+/* Schedules fn(L, arg) `delay` ns from now (negative delays are fine). */
+CORO_API void coro_call_later(coro_loop *L, coro_call *k, int64_t delay,
+                              coro_callback *fn, void *arg)
+{
+    coro_call_at(L, k, coro__add_time(coro_loop_time(L), delay), fn, arg);
+}
+
+/* Cancels a call that has not run yet. Returns 1 if it was pending. */
+CORO_API int coro_call_cancel(coro_loop *L, coro_call *k)
+{
+    if (k->h.flags & CORO__C_ARMED) {
+        coro__timer_remove(L, &k->h);
+    } else if (k->h.flags & CORO__C_QUEUED) {
+        coro__q_unlink(&k->h);
+    } else {
+        return 0;
+    }
+    k->h.flags = 0;
+    return 1;
+}
+
+/* Is the call waiting to run (armed or queued)? */
+CORO_API int coro_call_pending(const coro_call *k)
+{
+    return (k->h.flags & (CORO__C_ARMED | CORO__C_QUEUED)) != 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Futures: completion and callbacks                                       */
+/* ---------------------------------------------------------------------- */
+
+/* Moves every node of a callback ring to the ready queue, in order. */
+CORO_API void coro__schedule_ring(coro_loop *L, coro_handle *tail)
+{
+    coro_handle *h = tail->next, *next;
+    for (;;) {
+        next = h->next;
+        if (h->kind == CORO__H_CALL) h->flags = CORO__C_QUEUED;
+        coro__schedule(L, h);
+        if (h == tail) break;
+        h = next;
+    }
+}
+
+CORO_API void coro__future_finish(coro_loop *L, coro_future *f, unsigned state,
+                                  intptr_t value)
+{
+    coro_handle *tail = coro__ring_tail(f);
+    f->cbs = (f->cbs & CORO__FK_TASK) | state;
+    f->value = value;
+    if (tail) coro__schedule_ring(L, tail);
+}
+
+/* Sets the result. CORO_EINVAL if f is done or is a task's future. */
+CORO_API int coro_future_set_result(coro_loop *L, coro_future *f, intptr_t v)
+{
+    if (coro_future_done(f) || (f->cbs & CORO__FK_TASK)) return CORO_EINVAL;
+    coro__future_finish(L, f, CORO_FUTURE_RESULT, v);
+    return 0;
+}
+
+/* Sets an error (err < 0). CORO_EINVAL if f is done, is a task's, or err >= 0. */
+CORO_API int coro_future_set_error(coro_loop *L, coro_future *f, int err)
+{
+    if (err >= 0 || coro_future_done(f) || (f->cbs & CORO__FK_TASK))
+        return CORO_EINVAL;
+    coro__future_finish(L, f, CORO_FUTURE_ERROR, err);
+    return 0;
+}
+
+/* Cancels a plain future. Returns 1, or 0 if it was already done. */
+CORO_API int coro_future_cancel(coro_loop *L, coro_future *f)
+{
+    if (coro_future_done(f)) return 0;
+    coro__future_finish(L, f, CORO_FUTURE_CANCELLED, CORO_ECANCELED);
+    return 1;
+}
+
+/* Registers fn(L, arg) to be scheduled when f completes (at once, through
+ * the ready queue, if it is already done). k is owned by the caller until
+ * it ran or was removed. */
+CORO_API void coro_future_add_done_callback(coro_loop *L, coro_future *f,
+                                            coro_call *k, coro_callback *fn,
+                                            void *arg)
+{
+    if (coro_future_done(f)) {
+        coro_call_soon(L, k, fn, arg);
+        return;
+    }
+    coro__call_prep(k, fn, arg);
+    k->h.flags = CORO__C_RING;
+    coro__ring_add(f, &k->h);
+}
+
+/* Unregisters a done-callback that has not been scheduled yet (or cancels
+ * it if it was scheduled but has not run). Returns 1 if it was removed. */
+CORO_API int coro_future_remove_done_callback(coro_loop *L, coro_future *f,
+                                              coro_call *k)
+{
+    if (k->h.flags & CORO__C_RING) {
+        k->h.flags = 0;
+        return coro__ring_remove(f, &k->h);
+    }
+    return coro_call_cancel(L, k);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tasks                                                                   */
+/* ---------------------------------------------------------------------- */
+
+CORO_API void coro__link_init(coro__link *s)
+{
+    s->prev = s;
+    s->next = s;
+}
+
+CORO_API void coro__link_add(coro__link *s, coro__link *n)
+{
+    n->next = s;
+    n->prev = s->prev;
+    s->prev->next = n;
+    s->prev = n;
+}
+
+CORO_API void coro__link_del(coro__link *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+CORO_API coro_task *coro__task_of_link(coro__link *l)
+{
+    return (coro_task *)(void *)((char *)l - offsetof(coro_task, link));
+}
+
+CORO_API coro_task *coro__task_of_future(coro_future *f)
+{
+    return (coro_task *)(void *)((char *)f - offsetof(coro_task, fut));
+}
+
+/* A task's future (to pass tasks where futures are expected). */
+CORO_API coro_future *coro_task_future(coro_task *t)
+{
+    return &t->fut;
+}
+
+CORO_API int coro_task_done(const coro_task *t)
+{
+    return coro_future_done(&t->fut);
+}
+
+CORO_API int coro_task_cancelled(const coro_task *t)
+{
+    return coro_future_cancelled(&t->fut);
+}
+
+/* asyncio's Task.cancelling(): cancellation requests not yet uncancelled. */
+CORO_API int coro_task_cancelling(const coro_task *t)
+{
+    return t->h.count;
+}
+
+/* Marks the task's error as read: it will not be reported. */
+CORO_API void coro__task_retrieve(coro_task *t)
+{
+    if (t->h.flags & CORO__T_RETRIEVED) return;
+    t->h.flags |= CORO__T_RETRIEVED;
+    if (coro_future_state(&t->fut) == CORO_FUTURE_ERROR) coro__link_del(&t->link);
+}
+
+/* The task's outcome as an rc: its result (>= 0), its error, CORO_ECANCELED,
+ * or CORO_EAGAIN while pending. Reading it counts as retrieving the error. */
+CORO_API int coro_task_result(coro_task *t)
+{
+    unsigned st = coro_future_state(&t->fut);
+    if (st == CORO_FUTURE_PENDING) return CORO_EAGAIN;
+    coro__task_retrieve(t);
+    return (int)t->fut.value;
+}
+
+/* The task's error (0 if it has a result), CORO_ECANCELED, or CORO_EAGAIN. */
+CORO_API int coro_task_error(coro_task *t)
+{
+    int rc = coro_task_result(t);
+    return rc < 0 ? rc : 0;
+}
+
+/* The root frame of a pending task (walks up from its current leaf). */
+CORO_API coro_frame *coro__task_root(const coro_loop *L, const coro_task *t)
+{
+    coro_frame *f = (coro_frame *)t->fut.value;
+    if (L && L->ctx && L->ctx->task == t) f = L->ctx->self;
+    while (f && !(f->info & CORO__F_ROOT)) f = f->parent;
+    return f;
+}
+
+/* The task's name (NULL if none was set). The string is not copied. */
+CORO_API const char *coro_task_name(const coro_loop *L, const coro_task *t)
+{
+    if (coro_task_done(t)) return (const char *)t->h.aux;
+    coro_frame *root = coro__task_root(L, t);
+    return root ? root->name : NULL;
+}
+
+CORO_API void coro_task_set_name(const coro_loop *L, coro_task *t,
+                                 const char *name)
+{
+    if (coro_task_done(t)) {
+        t->h.aux = (void *)(uintptr_t)name;
+        return;
+    }
+    coro_frame *root = coro__task_root(L, t);
+    if (root) root->name = name;
+}
+
+CORO_API void coro__report(coro_loop *L, int kind, const char *message,
+                           coro_task *t, int error, int64_t duration)
+{
+    coro_report r;
+    r.kind = kind;
+    r.message = message;
+    r.task = t;
+    r.error = error;
+    r.duration = duration;
+    if (L->report) L->report(L, &r, L->report_arg);
+}
+
+/* Reports a failed task nobody looked at, and forgets it. */
+CORO__COLD_API void coro__report_unretrieved(coro_loop *L, coro__link *l)
+{
+    coro_task *t = coro__task_of_link(l);
+    coro__report(L, CORO_REPORT_UNRETRIEVED, "Task exception was never retrieved",
+                 t, (int)t->fut.value, 0);
+    coro__link_del(l);
+}
+
+/* Creates a task running `root` (from its init function) on L; its first
+ * step runs after the ready handles already queued. The task record is
+ * caller-owned: see struct coro_task for when it may be reused.
+ * Returns 0, or CORO_EINVAL if the loop is closed. */
+CORO_API int coro_spawn(coro_loop *L, coro_task *t, coro_frame *root)
+{
+    if (L->flags & CORO__L_CLOSED) return CORO_EINVAL;
+    for (coro__link *l = L->unretrieved.next; l != &L->unretrieved; l = l->next)
+        if (l == &t->link) { /* reused without reading its error */
+            coro__report_unretrieved(L, l);
+            break;
+        }
+    coro__memset(t, 0, sizeof *t);
+    t->h.kind = CORO__H_TASK;
+    t->fut.cbs = CORO__FK_TASK;
+    t->fut.value = (intptr_t)root;
+    root->info |= CORO__F_ROOT;
+    root->name = NULL;
+    coro__link_add(&L->tasks, &t->link);
+    L->ntasks++;
+    coro__schedule(L, &t->h);
+    return 0;
+}
+
+/* coro_spawn, then names the task. */
+CORO_API int coro_spawn_named(coro_loop *L, coro_task *t, coro_frame *root,
+                              const char *name)
+{
+    int rc = coro_spawn(L, t, root);
+    if (rc == 0) root->name = name;
+    return rc;
+}
+
+/* Registers a done-callback on a task (see coro_future_add_done_callback). */
+CORO_API void coro_task_add_done_callback(coro_loop *L, coro_task *t,
+                                          coro_call *k, coro_callback *fn,
+                                          void *arg)
+{
+    coro_future_add_done_callback(L, &t->fut, k, fn, arg);
+}
+
+CORO_API int coro_task_remove_done_callback(coro_loop *L, coro_task *t,
+                                            coro_call *k)
+{
+    return coro_future_remove_done_callback(L, &t->fut, k);
+}
+
+CORO_API int coro_task_cancel(coro_loop *L, coro_task *t);
+
+/* Cancels whatever a future is (task, or plain future). */
+CORO_API int coro__cancel_future(coro_loop *L, coro_future *f)
+{
+    if (f->cbs & CORO__FK_TASK) return coro_task_cancel(L, coro__task_of_future(f));
+    return coro_future_cancel(L, f);
+}
+
+/* Forwards a cancellation to what a blocked task waits on; 1 if accepted. */
+CORO_API int coro__cancel_wait(coro_loop *L, coro_task *t, unsigned w)
+{
+    switch (w) {
+    case CORO__W_SLEEP:
+        if (t->h.flags & CORO__T_HOP) {
+            coro__q_unlink(&t->h); /* its timer fired; the wake-up had not run */
+            t->h.flags &= (uint8_t)~CORO__T_HOP;
+        } else {
+            coro__timer_remove(L, &t->h);
+        }
+        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_WOKEN);
+        coro__schedule(L, &t->h);
+        return 1;
+    case CORO__W_FUTURE:
+        return coro_future_cancel(L, (coro_future *)t->h.aux);
+    case CORO__W_CUSTOM: {
+        coro_waitable *w2 = (coro_waitable *)t->h.aux;
+        return w2->cancel(L, w2);
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Requests the cancellation of a task (asyncio's Task.cancel): increments
+ * its cancelling() count and forwards the request to what it awaits; if
+ * that cannot take it, CORO_ECANCELED is delivered at the task's next step.
+ * Returns 1, or 0 if the task is already done. */
+CORO_API int coro_task_cancel(coro_loop *L, coro_task *t)
+{
+    if (coro_task_done(t)) return 0;
+    for (;;) {
+        if (t->h.count < 0xFFFFu) t->h.count++;
+        unsigned w = t->h.flags & CORO__T_WAIT;
+        if (w == CORO__W_TASK) { /* forward down the await chain, no recursion */
+            coro_task *inner = (coro_task *)t->h.aux;
+            if (!coro_task_done(inner)) {
+                t = inner;
+                continue;
+            }
+        } else if (coro__cancel_wait(L, t, w)) {
+            return 1;
+        }
+        t->h.flags |= CORO__T_MUST_CANCEL;
+        return 1;
+    }
+}
+
+/* asyncio's Task.uncancel(): decrements the count (not below 0); at 0 a
+ * pending cancellation that was not delivered yet is dropped. Returns the
+ * new count. */
+CORO_API int coro_task_uncancel(coro_task *t)
+{
+    if (t->h.count > 0) t->h.count--;
+    if (t->h.count == 0) t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL;
+    return t->h.count;
+}
+
+/* The outcome a waking task sees. */
+CORO_API int coro__wake_rc(coro_task *t)
+{
+    unsigned w = t->h.flags & CORO__T_WAIT;
+    void *on = t->h.aux;
+    int rc = 0;
+    t->h.flags &= (uint8_t)~CORO__T_WAIT;
+    t->h.aux = NULL;
+    switch (w) {
+    case CORO__W_FUTURE: rc = coro_future_rc((coro_future *)on); break;
+    case CORO__W_TASK: rc = coro_task_result((coro_task *)on); break;
+    case CORO__W_CUSTOM: rc = coro_future_rc(&((coro_waitable *)on)->fut); break;
+    case CORO__W_WOKEN: rc = CORO_ECANCELED; break;
+    case CORO__W_SELF: rc = CORO_EDEADLK; break;
+    default: break;
+    }
+    if (t->h.flags & CORO__T_MUST_CANCEL) {
+        t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL;
+        rc = CORO_ECANCELED;
+    }
+    return rc;
+}
+
+CORO_API void coro__shutdown_one_done(coro_loop *L);
+
+/* The root frame finished: settle the task and schedule its callbacks. */
+CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
+{
+    int rc = root->rc;
+    unsigned st;
+    if ((t->h.flags & CORO__T_MUST_CANCEL) || rc == CORO_ECANCELED) {
+        st = CORO_FUTURE_CANCELLED;
+        rc = CORO_ECANCELED;
+    } else {
+        st = rc < 0 ? CORO_FUTURE_ERROR : CORO_FUTURE_RESULT;
+    }
+    t->h.flags &= (uint8_t)~(CORO__T_MUST_CANCEL | CORO__T_WAIT);
+    t->h.aux = (void *)(uintptr_t)root->name;
+    coro__link_del(&t->link);
+    L->ntasks--;
+    if (st == CORO_FUTURE_ERROR) coro__link_add(&L->unretrieved, &t->link);
+    coro__future_finish(L, &t->fut, st, rc);
+    if (t->h.flags & CORO__T_SHUTDOWN) {
+        t->h.flags &= (uint8_t)~CORO__T_SHUTDOWN;
+        if (st == CORO_FUTURE_ERROR) {
+            coro__report(L, CORO_REPORT_SHUTDOWN_ERROR,
+                         "unhandled exception during coro_run() shutdown", t,
+                         rc, 0);
+            coro__task_retrieve(t);
+        }
+        coro__shutdown_one_done(L);
+    }
+}
+
+/* One step: resume the leaf frame with what woke the task. */
+CORO_API void coro__task_step(coro_loop *L, coro_task *t)
+{
+    if (t->h.flags & CORO__T_HOP) {
+        /* The sleep timer fired last iteration: like asyncio's timer
+         * callback completing the sleep future, re-queue the wake-up. */
+        t->h.flags &= (uint8_t)~(CORO__T_HOP | CORO__T_WAIT);
+        coro__schedule(L, &t->h);
+        return;
+    }
+    coro_ctx c;
+    int rc = coro__wake_rc(t);
+    c.loop = L;
+    c.task = t;
+    c.self = (coro_frame *)t->fut.value;
+    c.child = NULL;
+    c.rc = 0;
+    L->ctx = &c;
+    int finished = coro__drive(&c, c.self, rc);
+    L->ctx = NULL;
+    if (finished)
+        coro__task_finish(L, t, c.self);
+    else
+        t->fut.value = (intptr_t)c.self;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Awaiting, from inside a body                                            */
+/* ---------------------------------------------------------------------- */
+
+/* Internal: the running task; misuse outside a task traps. */
+CORO_API coro_task *coro__running(coro_ctx *c)
+{
+    if (!c->task) CORO_TRAP();
+    return c->task;
+}
+
+CORO_API void coro__yield(coro_ctx *c)
+{
+    coro__schedule(c->loop, &coro__running(c)->h);
+}
+
+CORO_API void coro__sleep(coro_ctx *c, int64_t delay)
+{
+    coro_task *t = coro__running(c);
+    coro_loop *L = c->loop;
+    if (delay <= 0) {
+        coro__schedule(L, &t->h);
+    } else if (t->h.flags & CORO__T_MUST_CANCEL) {
+        /* asyncio cancels the new sleep future at once */
+        t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL;
+        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_WOKEN);
+        coro__schedule(L, &t->h);
+    } else {
+        t->h.when = coro__add_time(coro_loop_time(L), delay);
+        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_SLEEP);
+        coro__timer_insert(L, &t->h);
+    }
+}
+
+/* Parks the running task on a pending future (kind: CORO__W_*). */
+CORO_API void coro__park(coro_ctx *c, coro_future *f, unsigned kind, void *on)
+{
+    coro_task *t = coro__running(c);
+    coro__ring_add(f, &t->h);
+    t->h.aux = on;
+    t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | kind);
+    if (t->h.flags & CORO__T_MUST_CANCEL) {
+        int took = kind == CORO__W_TASK ? coro_task_cancel(c->loop, (coro_task *)on)
+                                        : coro__cancel_wait(c->loop, t, kind);
+        if (took) t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL;
+    }
+}
+
+/* Returns 1 if the task parked, 0 if the task was done (c->rc set). */
+CORO_API int coro__await_task(coro_ctx *c, coro_task *other)
+{
+    coro_task *t = coro__running(c);
+    if (other == t) { /* asyncio: RuntimeError on the next step */
+        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_SELF);
+        coro__schedule(c->loop, &t->h);
+        return 1;
+    }
+    if (coro_task_done(other)) {
+        c->rc = coro_task_result(other);
+        return 0;
+    }
+    coro__park(c, &other->fut, CORO__W_TASK, other);
+    return 1;
+}
+
+CORO_API int coro__await_future(coro_ctx *c, coro_future *f)
+{
+    if (f->cbs & CORO__FK_TASK) return coro__await_task(c, coro__task_of_future(f));
+    if (coro_future_done(f)) {
+        c->rc = coro_future_rc(f);
+        return 0;
+    }
+    coro__park(c, f, CORO__W_FUTURE, f);
+    return 1;
+}
+
+CORO_API int coro__await_waitable(coro_ctx *c, coro_waitable *w)
+{
+    if (coro_future_done(&w->fut)) {
+        c->rc = coro_future_rc(&w->fut);
+        return 0;
+    }
+    coro__park(c, &w->fut, CORO__W_CUSTOM, w);
+    return 1;
+}
+
+/* asyncio.sleep(0): lets every other ready handle run once. */
+#define CORO_YIELD(c)                                                          \
+    CORO__POINT(c, CORO__ID(), coro__yield(c); return CORO__R_SUSPEND)
+
+/* asyncio.sleep(delay): delay <= 0 is CORO_YIELD. c->rc: 0 or ECANCELED. */
+#define CORO_SLEEP(c, delay)                                                   \
+    CORO__POINT(c, CORO__ID(), coro__sleep(c, delay); return CORO__R_SUSPEND)
+
+/* Awaits a task: c->rc is its result, its error, or CORO_ECANCELED.
+ * Cancelling the awaiting task cancels this one too. */
+#define CORO_AWAIT_TASK(c, t)                                                  \
+    CORO__POINT(c, CORO__ID(),                                                 \
+                if (coro__await_task(c, t)) return CORO__R_SUSPEND)
+
+/* Awaits a future (a task's too): c->rc is 0, its error, or
+ * CORO_ECANCELED; read the value with coro_future_value(). Cancelling the
+ * awaiting task cancels the future. */
+#define CORO_AWAIT_FUTURE(c, f)                                                \
+    CORO__POINT(c, CORO__ID(),                                                 \
+                if (coro__await_future(c, f)) return CORO__R_SUSPEND)
+
+/* Awaits a coro_waitable (its cancel hook receives cancellations). */
+#define CORO_AWAIT_WAITABLE(c, w)                                              \
+    CORO__POINT(c, CORO__ID(),                                                 \
+                if (coro__await_waitable(c, w)) return CORO__R_SUSPEND)
+
+/* ---------------------------------------------------------------------- */
+/* Backends                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* The virtual clock: time moves only when the loop is idle, straight to
+ * the next deadline, so runs are deterministic (tests, simulations). */
+typedef struct coro_virtual {
+    coro_backend base;
+    int64_t now;
+} coro_virtual;
+
+CORO_API int64_t coro__virtual_now(coro_backend *b)
+{
+    return ((coro_virtual *)(void *)b)->now;
+}
+
+CORO_API int coro__virtual_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+{
+    (void)L;
+    if (timeout < 0) return CORO_EDEADLK;
+    coro_virtual *v = (coro_virtual *)(void *)b;
+    v->now = coro__add_time(v->now, timeout);
+    return 0;
+}
+
+/* Prepares a virtual clock starting at `start` ns; pass &v->base to
+ * coro_loop_init. */
+CORO_API coro_backend *coro_virtual_init(coro_virtual *v, int64_t start)
+{
+    v->base.now = coro__virtual_now;
+    v->base.poll = coro__virtual_poll;
+    v->base.close = NULL;
+    v->now = start;
+    return &v->base;
+}
+
+/* Moves virtual time forward without running anything (a blocking call). */
+CORO_API void coro_virtual_advance(coro_virtual *v, int64_t delta)
+{
+    if (delta > 0) v->now = coro__add_time(v->now, delta);
+}
+
+/* A user clock for embedded targets: `now` reads the clock, `idle` waits
+ * (e.g. WFI) until `timeout` ns pass or an interrupt wakes it; `idle`
+ * returns 0, or CORO_EDEADLK if nothing can ever wake the loop. */
+typedef struct coro_user_clock {
+    coro_backend base;
+    int64_t (*now)(void *arg);
+    int (*idle)(void *arg, int64_t timeout);
+    void *arg;
+} coro_user_clock;
+
+CORO_API int64_t coro__user_now(coro_backend *b)
+{
+    coro_user_clock *u = (coro_user_clock *)(void *)b;
+    return u->now(u->arg);
+}
+
+CORO_API int coro__user_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+{
+    coro_user_clock *u = (coro_user_clock *)(void *)b;
+    (void)L;
+    if (timeout == 0) return 0;
+    if (!u->idle) return timeout < 0 ? CORO_EDEADLK : 0;
+    return u->idle(u->arg, timeout);
+}
+
+CORO_API coro_backend *coro_user_clock_init(coro_user_clock *u,
+                                            int64_t (*now)(void *),
+                                            int (*idle)(void *, int64_t),
+                                            void *arg)
+{
+    u->base.now = coro__user_now;
+    u->base.poll = coro__user_poll;
+    u->base.close = NULL;
+    u->now = now;
+    u->idle = idle;
+    u->arg = arg;
+    return &u->base;
+}
+
+#if CORO_POSIX
+/* The POSIX backend: CLOCK_MONOTONIC and nanosleep; no I/O (coro_io.h
+ * brings io_uring and epoll). */
+CORO_API int64_t coro__posix_now(coro_backend *b)
+{
+    struct timespec ts;
+    (void)b;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
+}
+
+CORO_API int coro__posix_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+{
+    struct timespec ts;
+    (void)b;
+    (void)L;
+    if (timeout < 0) return CORO_EDEADLK;
+    if (timeout == 0) return 0;
+    ts.tv_sec = (time_t)(timeout / 1000000000);
+    ts.tv_nsec = (long)(timeout % 1000000000);
+    nanosleep(&ts, NULL); /* an early (EINTR) return just re-polls */
+    return 0;
+}
+
+CORO_API void coro__posix_backend(coro_backend *b)
+{
+    b->now = coro__posix_now;
+    b->poll = coro__posix_poll;
+    b->close = NULL;
+}
+
+/* The default report handler: one line on stderr. */
+CORO_API void coro__report_stderr(coro_loop *L, const coro_report *r, void *arg)
+{
+    const char *name = r->task ? coro_task_name(L, r->task) : NULL;
+    (void)arg;
+    fprintf(stderr, "coro: %s", r->message);
+    if (r->task) fprintf(stderr, " (task %s @%p)", name ? name : "?", (void *)r->task);
+    if (r->error) fprintf(stderr, ": error %d (%s)", r->error, coro_strerror(r->error));
+    if (r->kind == CORO_REPORT_SLOW)
+        fprintf(stderr, ": took %.3f ms", (double)r->duration / 1e6);
+    fputc('\n', stderr);
+}
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* The loop                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* Initialises a loop on backend b (NULL: the POSIX monotonic clock; a
+ * freestanding build must pass one). Returns 0 or CORO_EINVAL. */
+CORO_API int coro_loop_init(coro_loop *L, coro_backend *b)
+{
+    coro__memset(L, 0, sizeof *L);
+    coro__q_init(&L->ready);
+    coro__link_init(&L->tasks);
+    coro__link_init(&L->unretrieved);
+#if CORO_POSIX
+    L->report = coro__report_stderr;
+    if (!b) {
+        coro__posix_backend(&L->builtin);
+        b = &L->builtin;
+    }
+#endif
+    if (!b) return CORO_EINVAL;
+    L->backend = b;
+    return 0;
+}
+
+/* Sets the diagnostics handler (NULL: silence). */
+CORO_API void coro_loop_set_report(coro_loop *L, coro_report_fn *fn, void *arg)
+{
+    L->report = fn;
+    L->report_arg = arg;
+}
+
+/* Reports every step or callback that runs for `threshold` ns or more
+ * (asyncio's slow_callback_duration); 0 turns it off. */
+CORO_API void coro_loop_set_slow_threshold(coro_loop *L, int64_t threshold)
+{
+    L->slow = threshold;
+}
+
+/* asyncio's loop.stop(): the current iteration finishes, then the run
+ * returns. Before a run, the run does one non-blocking iteration. */
+CORO_API void coro_loop_stop(coro_loop *L)
+{
+    L->flags |= CORO__L_STOPPING;
+}
+
+CORO_API int coro_loop_is_running(const coro_loop *L)
+{
+    return (L->flags & CORO__L_RUNNING) != 0;
+}
+
+CORO_API int coro_loop_is_closed(const coro_loop *L)
+{
+    return (L->flags & CORO__L_CLOSED) != 0;
+}
+
+/* Unfinished tasks, in creation order: for (t = first; t; t = next(t)). */
+CORO_API coro_task *coro_loop_first_task(coro_loop *L)
+{
+    return L->tasks.next == &L->tasks ? NULL : coro__task_of_link(L->tasks.next);
+}
+
+CORO_API coro_task *coro_loop_next_task(coro_loop *L, coro_task *t)
+{
+    return t->link.next == &L->tasks ? NULL : coro__task_of_link(t->link.next);
+}
+
+CORO_API unsigned coro_loop_task_count(const coro_loop *L)
+{
+    return L->ntasks;
+}
+
+/* Moves the due timers to the ready queue, earliest first. */
+CORO_API void coro__fire_timers(coro_loop *L)
+{
+    if (!L->timers) return;
+    int64_t now = coro_loop_time(L);
+    coro_handle *h;
+    while ((h = coro__timer_first(L)) != NULL && h->when <= now) {
+        coro__timer_remove(L, h);
+        if (h->kind == CORO__H_TASK)
+            h->flags |= CORO__T_HOP;
+        else
+            h->flags = CORO__C_QUEUED;
+        coro__schedule(L, h);
+    }
+}
+
+CORO_API void coro__dispatch(coro_loop *L, coro_handle *h)
+{
+    if (h->kind == CORO__H_TASK) {
+        coro__task_step(L, (coro_task *)(void *)h);
+    } else {
+        coro_call *k = (coro_call *)(void *)h;
+        k->h.flags = 0;
+        k->fn(L, k->arg);
+    }
+}
+
+CORO_API void coro__dispatch_timed(coro_loop *L, coro_handle *h)
+{
+    coro_task *t = h->kind == CORO__H_TASK ? (coro_task *)(void *)h : NULL;
+    int64_t t0 = coro_loop_time(L);
+    coro__dispatch(L, h);
+    int64_t dt = coro_loop_time(L) - t0;
+    if (dt >= L->slow)
+        coro__report(L, CORO_REPORT_SLOW,
+                     t ? "Executing task step" : "Executing callback", t, 0, dt);
+}
+
+/* How long the poll may wait: asyncio's _run_once rule. */
+CORO_API int64_t coro__poll_timeout(coro_loop *L)
+{
+    if (!coro__q_empty(&L->ready) || (L->flags & CORO__L_STOPPING)) return 0;
+    coro_handle *first = coro__timer_first(L);
+    if (!first) return -1;
+    int64_t d = first->when - coro_loop_time(L);
+    if (d < 0) return 0;
+    return d > CORO_S(86400) ? CORO_S(86400) : d;
+}
+
+/* One iteration: poll, fire due timers, run what was ready (R-LOOP-2).
+ * Returns 0, or CORO_EDEADLK when nothing is ready, no timer is armed and
+ * the backend can never deliver an event. */
+CORO_API int coro_loop_run_once(coro_loop *L)
+{
+    int rc = L->backend->poll(L->backend, L, coro__poll_timeout(L));
+    if (rc < 0 && coro__q_empty(&L->ready) && !L->timers) {
+        L->flags |= CORO__L_DEADLOCK;
+        return rc;
+    }
+    coro__fire_timers(L);
+    coro_handle batch;
+    coro__q_take(&batch, &L->ready);
+    while (!coro__q_empty(&batch)) {
+        coro_handle *h = coro__q_pop(&batch);
+        if (L->slow)
+            coro__dispatch_timed(L, h);
+        else
+            coro__dispatch(L, h);
+    }
+    return 0;
+}
+
+/* asyncio's run_forever: iterates until coro_loop_stop(). Returns 0,
+ * CORO_EDEADLK, CORO_EBUSY (already running) or CORO_EINVAL (closed). */
+CORO_API int coro_loop_run_forever(coro_loop *L)
+{
+    if (L->flags & CORO__L_CLOSED) return CORO_EINVAL;
+    if (L->flags & CORO__L_RUNNING) return CORO_EBUSY;
+    int rc;
+    L->flags |= CORO__L_RUNNING;
+    do {
+        rc = coro_loop_run_once(L);
+    } while (rc == 0 && !(L->flags & CORO__L_STOPPING));
+    L->flags &= (uint8_t)~(CORO__L_RUNNING | CORO__L_STOPPING);
+    return rc;
+}
+
+CORO_API void coro__stop_cb(coro_loop *L, void *arg)
+{
+    (void)arg;
+    coro_loop_stop(L);
+}
+
+/* Runs until f is done (asyncio's run_until_complete: a done-callback stops
+ * the loop). Returns f's outcome as an rc (for a task: its result), or
+ * CORO_EINTR if the loop was stopped first, or a run_forever error. */
+CORO_API int coro_loop_run_until(coro_loop *L, coro_future *f)
+{
+    coro_call stopper;
+    coro_future_add_done_callback(L, f, &stopper, coro__stop_cb, NULL);
+    int rc = coro_loop_run_forever(L);
+    coro_future_remove_done_callback(L, f, &stopper);
+    if (rc < 0) return rc;
+    if (!coro_future_done(f)) return CORO_EINTR;
+    if (f->cbs & CORO__FK_TASK) return coro_task_result(coro__task_of_future(f));
+    return coro_future_rc(f);
+}
+
+/* Runs until the (spawned) task is done; returns its result or error. */
+CORO_API int coro_loop_run_until_complete(coro_loop *L, coro_task *t)
+{
+    return coro_loop_run_until(L, &t->fut);
+}
+
+struct coro__shutdown {
+    coro_call call;
+    coro_future gate;
+};
+
+/* The last task coro_run was waiting for ended: like asyncio's gather
+ * callback, complete the gate on the next pass. */
+CORO_API void coro__shutdown_gate(coro_loop *L, void *arg)
+{
+    struct coro__shutdown *s = (struct coro__shutdown *)arg;
+    coro_future_set_result(L, &s->gate, 0);
+}
+
+CORO_API void coro__shutdown_one_done(coro_loop *L)
+{
+    if (--L->shutdown_left == 0 && L->shutdown_call) {
+        coro_call *k = L->shutdown_call;
+        coro_call_soon(L, k, k->fn, k->arg);
+    }
+}
+
+/* Cancels every unfinished task in creation order and runs until they have
+ * all finished (asyncio.run's _cancel_all_tasks). */
+CORO_API int coro__cancel_all(coro_loop *L)
+{
+    struct coro__shutdown s;
+    unsigned n = 0;
+    for (coro__link *l = L->tasks.next; l != &L->tasks; l = l->next) {
+        coro__task_of_link(l)->h.flags |= CORO__T_SHUTDOWN;
+        n++;
+    }
+    if (n == 0) return 0;
+    coro__call_prep(&s.call, coro__shutdown_gate, &s);
+    coro_future_init(&s.gate);
+    L->shutdown_left = n;
+    L->shutdown_call = &s.call;
+    for (coro__link *l = L->tasks.next; l != &L->tasks;) {
+        coro_task *t = coro__task_of_link(l);
+        l = l->next; /* cancel never finishes a task at once, but be safe */
+        if (t->h.flags & CORO__T_SHUTDOWN) coro_task_cancel(L, t);
+    }
+    int rc = coro_loop_run_until(L, &s.gate);
+    if (rc < 0) coro_call_cancel(L, &s.call);
+    L->shutdown_call = NULL;
+    for (coro__link *l = L->tasks.next; l != &L->tasks; l = l->next)
+        coro__task_of_link(l)->h.flags &= (uint8_t)~CORO__T_SHUTDOWN;
+    return rc;
+}
+
+/* asyncio.run: spawns `main` running `frame`, runs it to completion, then
+ * cancels every unfinished task in creation order and runs until they end.
+ * Returns main's result or error, or CORO_EDEADLK if the loop could make no
+ * progress (tasks are then left as they are). Does not close the loop. */
+CORO_API int coro_run(coro_loop *L, coro_task *main, coro_frame *frame)
+{
+    int rc = coro_spawn(L, main, frame);
+    if (rc < 0) return rc;
+    rc = coro_loop_run_until_complete(L, main);
+    if (!coro_task_done(main)) return rc; /* deadlock, or stopped */
+    int rc2 = coro__cancel_all(L);
+    return rc2 == CORO_EDEADLK ? rc2 : rc;
+}
+
+/* Did the last run stop because nothing could make progress? */
+CORO_API int coro_loop_deadlocked(const coro_loop *L)
+{
+    return (L->flags & CORO__L_DEADLOCK) != 0;
+}
+
+/* Closes the loop: reports tasks still pending and errors never read,
+ * drops what was scheduled, closes the backend. Idempotent. Returns 0, or
+ * CORO_EBUSY while running. */
+CORO_API int coro_loop_close(coro_loop *L)
+{
+    if (L->flags & CORO__L_RUNNING) return CORO_EBUSY;
+    if (L->flags & CORO__L_CLOSED) return 0;
+    for (coro__link *l = L->tasks.next; l != &L->tasks; l = l->next)
+        coro__report(L, CORO_REPORT_PENDING, "Task was destroyed but it is pending!",
+                     coro__task_of_link(l), 0, 0);
+    while (L->unretrieved.next != &L->unretrieved)
+        coro__report_unretrieved(L, L->unretrieved.next);
+    coro__q_init(&L->ready);
+    L->timers = NULL;
+    if (L->backend->close) L->backend->close(L->backend, L);
+    L->flags |= CORO__L_CLOSED;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers shared by the awaiting family                                   */
+/* ---------------------------------------------------------------------- */
+
+/* Marks a future's error as read (tasks only keep that bookkeeping). */
+CORO_API void coro__retrieve(coro_future *f)
+{
+    if (f->cbs & CORO__FK_TASK) coro__task_retrieve(coro__task_of_future(f));
+}
+
+/* The outcome of a done child as an rc: a task's result or error, a plain
+ * future's 0 or error, CORO_ECANCELED. Reading it retrieves the error. */
+CORO_API int coro__outcome(coro_future *f)
+{
+    if (f->cbs & CORO__FK_TASK) return coro_task_result(coro__task_of_future(f));
+    return coro_future_rc(f);
+}
+
+/* Argument lists may repeat a future (asyncio collapses duplicates).
+ * coro__dup(futs, i) says whether futs[i] appeared before index i. Tasks
+ * are recognised in O(1) with a scratch flag set by coro__mark and cleared
+ * by coro__unmark; plain futures are compared with the earlier ones. */
+CORO_API int coro__dup(coro_future *const *futs, unsigned i)
+{
+    coro_future *f = futs[i];
+    if (f->cbs & CORO__FK_TASK) {
+        coro_task *t = coro__task_of_future(f);
+        if (t->h.flags & CORO__T_MARK) return 1;
+        t->h.flags |= CORO__T_MARK;
+        return 0;
+    }
+    for (unsigned j = 0; j < i; j++)
+        if (futs[j] == f) return 1;
+    return 0;
+}
+
+CORO_API void coro__unmark(coro_future *const *futs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (futs[i]->cbs & CORO__FK_TASK)
+            coro__task_of_future(futs[i])->h.flags &= (uint8_t)~CORO__T_MARK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* gather                                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct coro_gather coro_gather;
+
+/* One per argument (caller-owned array, same length as the arguments). */
+typedef struct coro_gather_item {
+    coro_call cb;     /* our done-callback on the child */
+    coro_future *fut; /* the child */
+    coro_gather *g;   /* NULL for a repeated argument */
+} coro_gather_item;
+
+/* asyncio.gather: a future over children (tasks' futures or plain
+ * futures). Awaiting it (CORO_AWAIT_GATHER) gives c->rc = 0 when every
+ * child ended, or the first child error (a cancelled child: ECANCELED) when
+ * CORO_RETURN_EXCEPTIONS is not set; the other children keep running.
+ * Cancelling the awaiting task cancels every child, and the gather then
+ * ends with CORO_ECANCELED whatever the children did. Per-child outcomes:
+ * coro_gather_result(). */
+struct coro_gather {
+    coro_waitable outer;
+    coro_gather_item *items;
+    uint32_t n, nfuts, nfinished;
+    uint8_t flags;
+};
+
+#define CORO_RETURN_EXCEPTIONS 1u
+#define CORO__G_CANCEL_REQUESTED 2u
+
+CORO_API void coro__gather_cb(coro_loop *L, void *arg)
+{
+    coro_gather_item *it = (coro_gather_item *)arg;
+    coro_gather *g = it->g;
+    coro_future *f = it->fut;
+    g->nfinished++;
+    if (coro_future_done(&g->outer.fut)) {
+        coro__retrieve(f);
+        return;
+    }
+    if (!(g->flags & CORO_RETURN_EXCEPTIONS)) {
+        unsigned st = coro_future_state(f);
+        if (st == CORO_FUTURE_CANCELLED || st == CORO_FUTURE_ERROR) {
+            coro__future_finish(L, &g->outer.fut, CORO_FUTURE_ERROR, coro__outcome(f));
+            return;
+        }
+    }
+    if (g->nfinished < g->nfuts) return;
+    for (uint32_t i = 0; i < g->n; i++) coro__retrieve(g->items[i].fut);
+    if (g->flags & CORO__G_CANCEL_REQUESTED)
+        coro__future_finish(L, &g->outer.fut, CORO_FUTURE_ERROR, CORO_ECANCELED);
+    else
+        coro__future_finish(L, &g->outer.fut, CORO_FUTURE_RESULT, 0);
+}
+
+CORO_API int coro__gather_cancel(coro_loop *L, coro_waitable *w)
+{
+    coro_gather *g = (coro_gather *)(void *)w;
+    int took = 0;
+    if (coro_future_done(&w->fut)) return 0;
+    for (uint32_t i = 0; i < g->n; i++) /* repeats included, like asyncio */
+        if (coro__cancel_future(L, g->items[i].fut)) took = 1;
+    if (took) g->flags |= CORO__G_CANCEL_REQUESTED;
+    return took;
+}
+
+/* Starts gathering n children; flags: CORO_RETURN_EXCEPTIONS or 0. The
+ * children already done are accounted at once, so the gather may be done
+ * before it is awaited. */
+CORO_API void coro_gather_start(coro_loop *L, coro_gather *g,
+                                coro_gather_item *items,
+                                coro_future *const *futs, unsigned n,
+                                unsigned flags)
+{
+    coro_future_init(&g->outer.fut);
+    g->outer.cancel = coro__gather_cancel;
+    g->items = items;
+    g->n = n;
+    g->nfuts = g->nfinished = 0;
+    g->flags = (uint8_t)(flags & CORO_RETURN_EXCEPTIONS);
+    for (unsigned i = 0; i < n; i++) {
+        items[i].fut = futs[i];
+        items[i].cb.h.flags = 0;
+        items[i].g = coro__dup(futs, i) ? NULL : g;
+        if (!items[i].g) continue;
+        g->nfuts++;
+        if (!coro_future_done(futs[i]))
+            coro_future_add_done_callback(L, futs[i], &items[i].cb, coro__gather_cb,
+                                          &items[i]);
+    }
+    coro__unmark(futs, n);
+    if (n == 0) coro__future_finish(L, &g->outer.fut, CORO_FUTURE_RESULT, 0);
+    for (unsigned i = 0; i < n; i++)
+        if (items[i].g && coro_future_done(futs[i])) coro__gather_cb(L, &items[i]);
+}
+
+/* The i-th argument's outcome: see coro__outcome (CORO_EAGAIN if pending). */
+CORO_API int coro_gather_result(coro_gather *g, unsigned i)
+{
+    coro_future *f = g->items[i].fut;
+    return coro_future_done(f) ? coro__outcome(f) : CORO_EAGAIN;
+}
+
+#define CORO_AWAIT_GATHER(c, g) CORO_AWAIT_WAITABLE(c, &(g)->outer)
+
+/* ---------------------------------------------------------------------- */
+/* wait                                                                    */
+/* ---------------------------------------------------------------------- */
+
+#define CORO_FIRST_COMPLETED 1
+#define CORO_FIRST_EXCEPTION 2
+#define CORO_ALL_COMPLETED 3
+
+typedef struct coro_wait coro_wait;
+
+typedef struct coro_wait_item {
+    coro_call cb;
+    coro_future *fut;
+    coro_wait *w; /* NULL for a repeated argument */
+} coro_wait_item;
+
+/* asyncio.wait as a child coroutine: returns (c->rc = 0) when the
+ * return_when condition holds or the timeout passes, and never cancels or
+ * fails because of the futures; done/pending is then each future's own
+ * coro_future_done(). CORO_EINVAL for no futures or a bad return_when,
+ * CORO_ECANCELED if the awaiting task is cancelled (the futures keep
+ * running). */
+struct coro_wait {
+    coro_frame co;
+    coro_future waiter;
+    coro_call timer;
+    coro_wait_item *items;
+    coro_future *const *futs;
+    int64_t timeout;
+    int32_t counter;
+    uint32_t n;
+    int return_when;
+};
+
+CORO_API void coro__wait_release(coro_loop *L, void *arg)
+{
+    coro_wait *w = (coro_wait *)arg;
+    if (!coro_future_done(&w->waiter)) coro_future_set_result(L, &w->waiter, 0);
+}
+
+CORO_API void coro__wait_cb(coro_loop *L, void *arg)
+{
+    coro_wait_item *it = (coro_wait_item *)arg;
+    coro_wait *w = it->w;
+    int fire = --w->counter <= 0 || w->return_when == CORO_FIRST_COMPLETED;
+    if (w->return_when == CORO_FIRST_EXCEPTION &&
+        coro_future_state(it->fut) == CORO_FUTURE_ERROR) {
+        coro__retrieve(it->fut);
+        fire = 1;
+    }
+    if (!fire) return;
+    coro_call_cancel(L, &w->timer);
+    coro__wait_release(L, w);
+}
+
+CORO_API int coro__wait_fn(coro_ctx *c)
+{
+    coro_wait *w = CORO_SELF(c, coro_wait);
+    coro_loop *L = c->loop;
+    CORO_BEGIN(c);
+    if (w->n == 0 || w->return_when < CORO_FIRST_COMPLETED ||
+        w->return_when > CORO_ALL_COMPLETED)
+        CORO_FAIL(c, CORO_EINVAL);
+    coro_future_init(&w->waiter);
+    w->timer.h.flags = 0;
+    if (w->timeout != CORO_NEVER)
+        coro_call_later(L, &w->timer, w->timeout, coro__wait_release, w);
+    w->counter = 0;
+    for (uint32_t i = 0; i < w->n; i++) {
+        w->items[i].fut = w->futs[i];
+        w->items[i].w = coro__dup(w->futs, i) ? NULL : w;
+        if (w->items[i].w) w->counter++;
+    }
+    coro__unmark(w->futs, w->n);
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->items[i].w)
+            coro_future_add_done_callback(L, w->futs[i], &w->items[i].cb,
+                                          coro__wait_cb, &w->items[i]);
+    CORO_AWAIT_FUTURE(c, &w->waiter);
+    coro_call_cancel(L, &w->timer);
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->items[i].w)
+            coro_future_remove_done_callback(L, w->futs[i], &w->items[i].cb);
+    CORO_RETURN(c, c->rc);
+    CORO_END(c);
+}
+
+/* Prepares a wait over n futures (items: caller array of n). timeout in ns
+ * from when it is awaited, or CORO_NEVER. Await the returned frame. */
+CORO_API coro_frame *coro_wait_init(coro_wait *w, coro_wait_item *items,
+                                    coro_future *const *futs, unsigned n,
+                                    int return_when, int64_t timeout)
+{
+    w->items = items;
+    w->futs = futs;
+    w->n = n;
+    w->return_when = return_when;
+    w->timeout = timeout;
+    return coro_frame_init(&w->co, coro__wait_fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* timeout scopes                                                          */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.timeout / timeout_at as a pair of calls around a block:
+ *     coro_timeout_enter(c, &f->tm, CORO_MS(50));
+ *     CORO_AWAIT(c, work(&f->w));              // gets ECANCELED on expiry
+ *     rc = coro_timeout_exit(c, &f->tm, c->rc); // ... turned into ETIMEDOUT
+ * Only this scope's own cancellation is converted (cancelling() count
+ * back at its entry level); a cancellation from elsewhere passes through.
+ * The record must be zeroed before its first use (or have been exited). */
+typedef struct coro_timeout {
+    coro_call call;
+    coro_task *task;
+    int64_t when;
+    uint16_t cancelling;
+    uint8_t state;
+} coro_timeout;
+
+#define CORO__TO_CREATED 0u
+#define CORO__TO_ENTERED 1u
+#define CORO__TO_EXPIRING 2u
+#define CORO__TO_EXPIRED 3u
+#define CORO__TO_EXITED 4u
+
+CORO_API void coro__timeout_fire(coro_loop *L, void *arg)
+{
+    coro_timeout *t = (coro_timeout *)arg;
+    coro_task_cancel(L, t->task);
+    t->state = CORO__TO_EXPIRING;
+}
+
+/* Moves the deadline (CORO_NEVER: none). CORO_EINVAL unless entered and not
+ * expiring. */
+CORO_API int coro_timeout_reschedule(coro_loop *L, coro_timeout *t, int64_t when)
+{
+    if (t->state != CORO__TO_ENTERED) return CORO_EINVAL;
+    t->when = when;
+    coro_call_cancel(L, &t->call);
+    if (when == CORO_NEVER) return 0;
+    if (when <= coro_loop_time(L))
+        coro_call_soon(L, &t->call, coro__timeout_fire, t);
+    else
+        coro_call_at(L, &t->call, when, coro__timeout_fire, t);
+    return 0;
+}
+
+/* Enters a scope with an absolute deadline. CORO_EINVAL outside a task or
+ * if the scope is already entered. A deadline now or past fires on the next
+ * iteration (so even a CORO_YIELD inside is cancelled). */
+CORO_API int coro_timeout_enter_at(coro_ctx *c, coro_timeout *t, int64_t when)
+{
+    if (!c->task || t->state == CORO__TO_ENTERED || t->state == CORO__TO_EXPIRING)
+        return CORO_EINVAL;
+    t->call.h.flags = 0;
+    t->task = c->task;
+    t->cancelling = c->task->h.count;
+    t->state = CORO__TO_ENTERED;
+    return coro_timeout_reschedule(c->loop, t, when);
+}
+
+/* Enters a scope that expires `delay` ns from now (CORO_NEVER: never). */
+CORO_API int coro_timeout_enter(coro_ctx *c, coro_timeout *t, int64_t delay)
+{
+    int64_t when = delay == CORO_NEVER ? CORO_NEVER
+                                       : coro__add_time(coro_loop_time(c->loop), delay);
+    return coro_timeout_enter_at(c, t, when);
+}
+
+/* Leaves the scope with the block's outcome rc; returns it, with this
+ * scope's own expiry turned from CORO_ECANCELED into CORO_ETIMEDOUT. */
+CORO_API int coro_timeout_exit(coro_ctx *c, coro_timeout *t, int rc)
+{
+    if (t->state != CORO__TO_ENTERED && t->state != CORO__TO_EXPIRING)
+        return CORO_EINVAL;
+    coro_call_cancel(c->loop, &t->call);
+    if (t->state == CORO__TO_EXPIRING) {
+        t->state = CORO__TO_EXPIRED;
+        if (coro_task_uncancel(t->task) <= t->cancelling && rc == CORO_ECANCELED)
+            return CORO_ETIMEDOUT;
+    } else {
+        t->state = CORO__TO_EXITED;
+    }
+    return rc;
+}
+
+/* Did the scope's deadline pass (asyncio's Timeout.expired())? */
+CORO_API int coro_timeout_expired(const coro_timeout *t)
+{
+    return t->state == CORO__TO_EXPIRING || t->state == CORO__TO_EXPIRED;
+}
+
+CORO_API int64_t coro_timeout_when(const coro_timeout *t)
+{
+    return t->when;
+}
+
+/* ---------------------------------------------------------------------- */
+/* wait_for                                                                */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.wait_for on a future or task, as a child coroutine. c->rc: the
+ * outcome (a task's result), CORO_ETIMEDOUT, or CORO_ECANCELED. On expiry
+ * the inner work is cancelled and waited for; if it swallowed the
+ * cancellation its result is returned. timeout: ns, or CORO_NEVER. */
+typedef struct coro_wait_for {
+    coro_frame co;
+    coro_timeout tm;
+    coro_future waiter;
+    coro_call cb;
+    coro_future *fut;
+    int64_t timeout;
+} coro_wait_for;
+
+CORO_API void coro__wait_for_release(coro_loop *L, void *arg)
+{
+    coro_future *w = (coro_future *)arg;
+    if (!coro_future_done(w)) coro_future_set_result(L, w, 0);
+}
+
+CORO_API int coro__wait_for_fn(coro_ctx *c)
+{
+    coro_wait_for *w = CORO_SELF(c, coro_wait_for);
+    CORO_BEGIN(c);
+    if (w->timeout == CORO_NEVER) {
+        CORO_AWAIT_FUTURE(c, w->fut);
+        CORO_RETURN(c, c->rc);
+    }
+    if (w->timeout <= 0) {
+        if (coro_future_done(w->fut)) CORO_RETURN(c, coro__outcome(w->fut));
+        coro_future_init(&w->waiter); /* asyncio's _cancel_and_wait */
+        coro_future_add_done_callback(c->loop, w->fut, &w->cb,
+                                      coro__wait_for_release, &w->waiter);
+        coro__cancel_future(c->loop, w->fut);
+        CORO_AWAIT_FUTURE(c, &w->waiter);
+        coro_future_remove_done_callback(c->loop, w->fut, &w->cb);
+        if (c->rc < 0) CORO_FAIL(c, c->rc);
+        if (coro_future_cancelled(w->fut)) CORO_FAIL(c, CORO_ETIMEDOUT);
+        CORO_RETURN(c, coro__outcome(w->fut));
+    }
+    coro__memset(&w->tm, 0, sizeof w->tm);
+    coro_timeout_enter(c, &w->tm, w->timeout);
+    CORO_AWAIT_FUTURE(c, w->fut);
+    CORO_RETURN(c, coro_timeout_exit(c, &w->tm, c->rc));
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro_wait_for_init(coro_wait_for *w, coro_future *fut,
+                                        int64_t timeout)
+{
+    w->fut = fut;
+    w->timeout = timeout;
+    return coro_frame_init(&w->co, coro__wait_for_fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* shield                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.shield: returns a future that follows `inner` but whose
+ * cancellation (e.g. of the task awaiting it) does not reach `inner`.
+ * Returns inner itself if it is already done. For a task inner, the outer
+ * future's value is the task's result. */
+typedef struct coro_shield {
+    coro_future outer;
+    coro_call inner_cb, outer_cb;
+    coro_future *inner;
+} coro_shield;
+
+CORO_API void coro__shield_inner_done(coro_loop *L, void *arg)
+{
+    coro_shield *s = (coro_shield *)arg;
+    unsigned st = coro_future_state(s->inner);
+    if (coro_future_cancelled(&s->outer)) {
+        if (st != CORO_FUTURE_CANCELLED) coro__retrieve(s->inner);
+        return;
+    }
+    if (st == CORO_FUTURE_CANCELLED) {
+        coro_future_cancel(L, &s->outer);
+        return;
+    }
+    int rc = coro__outcome(s->inner);
+    if (st == CORO_FUTURE_ERROR)
+        coro__future_finish(L, &s->outer, CORO_FUTURE_ERROR, rc);
+    else
+        coro__future_finish(L, &s->outer, CORO_FUTURE_RESULT,
+                            (s->inner->cbs & CORO__FK_TASK) ? rc : s->inner->value);
+}
+
+CORO_API void coro__shield_outer_done(coro_loop *L, void *arg)
+{
+    coro_shield *s = (coro_shield *)arg;
+    if (!coro_future_done(s->inner))
+        coro_future_remove_done_callback(L, s->inner, &s->inner_cb);
+}
+
+CORO_API coro_future *coro_shield_start(coro_loop *L, coro_shield *s,
+                                       coro_future *inner)
+{
+    if (coro_future_done(inner)) return inner;
+    coro_future_init(&s->outer);
+    s->inner = inner;
+    coro_future_add_done_callback(L, inner, &s->inner_cb, coro__shield_inner_done, s);
+    coro_future_add_done_callback(L, &s->outer, &s->outer_cb, coro__shield_outer_done, s);
+    return &s->outer;
+}
+
+/* ---------------------------------------------------------------------- */
+/* as_completed                                                            */
+/* ---------------------------------------------------------------------- */
+
+typedef struct coro_as_completed coro_as_completed;
+
+typedef struct coro_ac_item {
+    coro_call cb;
+    coro_future *fut;
+    coro_as_completed *ac;     /* NULL for a repeated argument */
+    struct coro_ac_item *next; /* in the completed queue */
+} coro_ac_item;
+
+/* asyncio.as_completed: each coro_as_completed_next() awaits the next
+ * child to complete, in completion order, and gives c->rc = its index in
+ * the argument array (read the child's own outcome), CORO_ETIMEDOUT once
+ * the timeout passed (the children are not cancelled), or CORO_EINVAL when
+ * every child has been returned. Repeated arguments count once. */
+struct coro_as_completed {
+    coro_frame co;   /* the frame of the next() in progress */
+    coro_future getter;
+    coro_call timer;
+    coro_ac_item *items;
+    coro_ac_item *head, *tail; /* completed, not yet returned */
+    uint32_t n, todo, left, timeouts;
+};
+
+CORO_API void coro__ac_wake(coro_loop *L, coro_as_completed *ac)
+{
+    if (!coro_future_done(&ac->getter)) coro_future_set_result(L, &ac->getter, 0);
+}
+
+CORO_API void coro__ac_done(coro_loop *L, void *arg)
+{
+    coro_ac_item *it = (coro_ac_item *)arg;
+    coro_as_completed *ac = it->ac;
+    if (!ac->todo) return; /* the timeout came first */
+    ac->todo--;
+    it->next = NULL;
+    if (ac->tail) ac->tail->next = it;
+    else ac->head = it;
+    ac->tail = it;
+    coro__ac_wake(L, ac);
+    if (!ac->todo) coro_call_cancel(L, &ac->timer);
+}
+
+CORO_API void coro__ac_timeout(coro_loop *L, void *arg)
+{
+    coro_as_completed *ac = (coro_as_completed *)arg;
+    for (uint32_t i = 0; i < ac->n; i++) {
+        coro_ac_item *it = &ac->items[i];
+        if (it->ac && coro_future_remove_done_callback(L, it->fut, &it->cb)) {
+            ac->timeouts++;
+            coro__ac_wake(L, ac);
+        }
+    }
+    ac->todo = 0;
+}
+
+/* Starts watching n futures (items: caller array of n). timeout: ns from
+ * now, or CORO_NEVER. */
+CORO_API void coro_as_completed_init(coro_loop *L, coro_as_completed *ac,
+                                     coro_ac_item *items,
+                                     coro_future *const *futs, unsigned n,
+                                     int64_t timeout)
+{
+    ac->items = items;
+    ac->head = ac->tail = NULL;
+    ac->n = n;
+    ac->todo = ac->timeouts = 0;
+    ac->timer.h.flags = 0;
+    coro_future_init(&ac->getter);
+    ac->getter.cbs = CORO_FUTURE_RESULT; /* no consumer waiting yet */
+    for (unsigned i = 0; i < n; i++) {
+        items[i].fut = futs[i];
+        items[i].ac = coro__dup(futs, i) ? NULL : ac;
+        if (!items[i].ac) continue;
+        ac->todo++;
+        coro_future_add_done_callback(L, futs[i], &items[i].cb, coro__ac_done, &items[i]);
+    }
+    coro__unmark(futs, n);
+    ac->left = ac->todo;
+    if (ac->todo && timeout != CORO_NEVER)
+        coro_call_later(L, &ac->timer, timeout, coro__ac_timeout, ac);
+}
+
+CORO_API int coro__ac_next_fn(coro_ctx *c)
+{
+    coro_as_completed *ac = CORO_SELF(c, coro_as_completed);
+    CORO_BEGIN(c);
+    if (!ac->left) CORO_FAIL(c, CORO_EINVAL);
+    ac->left--;
+    while (!ac->head && !ac->timeouts) { /* asyncio.Queue.get */
+        coro_future_init(&ac->getter);
+        CORO_AWAIT_FUTURE(c, &ac->getter);
+        if (c->rc < 0) {
+            ac->left++;
+            CORO_FAIL(c, c->rc);
+        }
+    }
+    if (!ac->head) {
+        ac->timeouts--;
+        CORO_FAIL(c, CORO_ETIMEDOUT);
+    }
+    {
+        coro_ac_item *it = ac->head;
+        ac->head = it->next;
+        if (!ac->head) ac->tail = NULL;
+        CORO_RETURN(c, (int)(it - ac->items));
+    }
+    CORO_END(c);
+}
+
+/* The next completed child: await the returned frame. */
+CORO_API coro_frame *coro_as_completed_next(coro_as_completed *ac)
+{
+    return coro_frame_init(&ac->co, coro__ac_next_fn);
+}
+
+/* How many next() calls remain (asyncio stops iterating at 0). */
+CORO_API unsigned coro_as_completed_left(const coro_as_completed *ac)
+{
+    return ac->left;
+}
+
+/* Stops watching (callbacks, timer) before the record is reused early. */
+CORO_API void coro_as_completed_close(coro_loop *L, coro_as_completed *ac)
+{
+    coro_call_cancel(L, &ac->timer);
+    for (uint32_t i = 0; i < ac->n; i++)
+        if (ac->items[i].ac)
+            coro_future_remove_done_callback(L, ac->items[i].fut, &ac->items[i].cb);
+    ac->todo = ac->left = ac->timeouts = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* TaskGroup                                                               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct coro_group coro_group;
+
+/* A task that belongs to a group: the task, the group's done-callback on
+ * it, and its place among the group's members. 128 bytes. */
+typedef struct coro_group_task {
+    coro_task task;
+    coro_call cb;
+    coro__link member;
+} coro_group_task;
+
+/* asyncio.TaskGroup. The first child to fail cancels the other children
+ * and the body (the parent task, once); coro_group_exit waits for every
+ * child and gives c->rc = the body's rc when all is well, CORO_EGROUP when
+ * errors were collected (errors[0..nerrors), in the order they happened;
+ * the body's own error last), or CORO_ECANCELED when the parent was
+ * cancelled from outside. The parent's cancelling() count is restored. */
+struct coro_group {
+    coro_frame co; /* coro_group_exit's frame */
+    coro_task *parent;
+    coro_future done; /* on_completed_fut */
+    coro__link members;
+    uint32_t ntasks;
+    int *errors;
+    uint32_t nerrors, max_errors;
+    int body_rc;
+    uint8_t flags;
+};
+
+#define CORO__TG_ENTERED 0x01u
+#define CORO__TG_EXITING 0x02u
+#define CORO__TG_ABORTING 0x04u
+#define CORO__TG_PARENT_CANCEL 0x08u /* the group cancelled its parent */
+#define CORO__TG_WAITING 0x10u       /* `done` is live */
+#define CORO__TG_PROPAGATE 0x20u     /* a cancellation to propagate */
+
+CORO_API coro_group_task *coro__member_of(coro__link *l)
+{
+    return (coro_group_task *)(void *)((char *)l - offsetof(coro_group_task, member));
+}
+
+/* Cancels every unfinished child, in creation order. */
+CORO_API void coro__group_abort(coro_loop *L, coro_group *g)
+{
+    g->flags |= CORO__TG_ABORTING;
+    for (coro__link *l = g->members.next; l != &g->members; l = l->next) {
+        coro_task *t = &coro__member_of(l)->task;
+        if (!coro_task_done(t)) coro_task_cancel(L, t);
+    }
+}
+
+CORO_API void coro__group_error(coro_group *g, int err)
+{
+    if (g->nerrors < g->max_errors) g->errors[g->nerrors] = err;
+    g->nerrors++;
+}
+
+CORO_API void coro__group_child_done(coro_loop *L, void *arg)
+{
+    coro_group_task *gt = (coro_group_task *)arg;
+    coro_group *g = (coro_group *)gt->cb.h.aux;
+    coro__link_del(&gt->member);
+    g->ntasks--;
+    if ((g->flags & CORO__TG_WAITING) && !g->ntasks && !coro_future_done(&g->done))
+        coro_future_set_result(L, &g->done, 0);
+    if (coro_task_cancelled(&gt->task)) return;
+    int err = coro_task_error(&gt->task);
+    if (!err) return;
+    coro__group_error(g, err);
+    if (coro_task_done(g->parent)) {
+        coro__report(L, CORO_REPORT_GROUP_ORPHAN,
+                     "Task has errored out but its parent task is already completed",
+                     &gt->task, err, 0);
+        return;
+    }
+    if (!(g->flags & (CORO__TG_ABORTING | CORO__TG_PARENT_CANCEL))) {
+        coro__group_abort(L, g);
+        g->flags |= CORO__TG_PARENT_CANCEL;
+        coro_task_cancel(L, g->parent);
+    }
+}
+
+/* Enters a group in the running task. errors: caller array of max_errors
+ * (may be NULL/0 to only count them). CORO_EINVAL outside a task. */
+CORO_API int coro_group_enter(coro_ctx *c, coro_group *g, int *errors,
+                              unsigned max_errors)
+{
+    if (!c->task) return CORO_EINVAL;
+    coro__memset(g, 0, sizeof *g);
+    g->parent = c->task;
+    coro__link_init(&g->members);
+    g->errors = errors;
+    g->max_errors = errors ? max_errors : 0;
+    g->flags = CORO__TG_ENTERED;
+    return 0;
+}
+
+/* Creates a child task of the group. CORO_EINVAL if the group is not
+ * entered, is finished, or is shutting down after a failure. */
+CORO_API int coro_group_spawn(coro_loop *L, coro_group *g, coro_group_task *gt,
+                              coro_frame *frame)
+{
+    if (!(g->flags & CORO__TG_ENTERED)) return CORO_EINVAL;
+    if ((g->flags & CORO__TG_EXITING) && !g->ntasks) return CORO_EINVAL;
+    if (g->flags & CORO__TG_ABORTING) return CORO_EINVAL;
+    int rc = coro_spawn(L, &gt->task, frame);
+    if (rc < 0) return rc;
+    coro_future_add_done_callback(L, &gt->task.fut, &gt->cb, coro__group_child_done, gt);
+    gt->cb.h.aux = g;
+    coro__link_add(&g->members, &gt->member);
+    g->ntasks++;
+    return 0;
+}
+
+CORO_API int coro__group_exit_fn(coro_ctx *c)
+{
+    coro_group *g = CORO_SELF(c, coro_group);
+    coro_loop *L = c->loop;
+    CORO_BEGIN(c);
+    g->flags |= CORO__TG_EXITING;
+    if (g->body_rc == CORO_ECANCELED) g->flags |= CORO__TG_PROPAGATE;
+    if (g->body_rc < 0 && !(g->flags & CORO__TG_ABORTING)) coro__group_abort(L, g);
+    while (g->ntasks) {
+        if (!(g->flags & CORO__TG_WAITING)) {
+            coro_future_init(&g->done);
+            g->flags |= CORO__TG_WAITING;
+        }
+        CORO_AWAIT_FUTURE(c, &g->done);
+        if (c->rc == CORO_ECANCELED && !(g->flags & CORO__TG_ABORTING)) {
+            g->flags |= CORO__TG_PROPAGATE;
+            coro__group_abort(L, g);
+        }
+        g->flags &= (uint8_t)~CORO__TG_WAITING;
+    }
+    if ((g->flags & CORO__TG_PARENT_CANCEL) && coro_task_uncancel(g->parent) == 0)
+        g->flags &= (uint8_t)~CORO__TG_PROPAGATE;
+    if ((g->flags & CORO__TG_PROPAGATE) && !g->nerrors) CORO_FAIL(c, CORO_ECANCELED);
+    if (g->body_rc < 0 && g->body_rc != CORO_ECANCELED) coro__group_error(g, g->body_rc);
+    if (g->nerrors) {
+        if (coro_task_cancelling(g->parent)) {
+            coro_task_uncancel(g->parent);
+            coro_task_cancel(L, g->parent);
+        }
+        CORO_FAIL(c, CORO_EGROUP);
+    }
+    CORO_RETURN(c, g->body_rc);
+    CORO_END(c);
+}
+
+/* Leaves the group with the body's outcome: await the returned frame. */
+CORO_API coro_frame *coro_group_exit(coro_group *g, int body_rc)
+{
+    g->body_rc = body_rc;
+    return coro_frame_init(&g->co, coro__group_exit_fn);
+}
+
+/* Errors collected (may exceed max_errors; only that many are stored). */
+CORO_API unsigned coro_group_error_count(const coro_group *g)
+{
+    return g->nerrors;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Diagnostics: the task dump                                              */
+/* ---------------------------------------------------------------------- */
+
+typedef void coro_write_fn(void *arg, const char *s, size_t n);
+
+CORO_API void coro__puts(coro_write_fn *w, void *arg, const char *s)
+{
+    w(arg, s, coro__strlen(s));
+}
+
+CORO_API void coro__putu(coro_write_fn *w, void *arg, uint64_t v, unsigned base)
+{
+    char buf[24];
+    size_t i = sizeof buf;
+    do {
+        buf[--i] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    w(arg, buf + i, sizeof buf - i);
+}
+
+CORO_API const char *coro__wait_name(const coro_loop *L, const coro_task *t)
+{
+    if (L->ctx && L->ctx->task == t) return "running";
+    switch (t->h.flags & CORO__T_WAIT) {
+    case CORO__W_FUTURE: return "waiting on a future";
+    case CORO__W_TASK: return "waiting on a task";
+    case CORO__W_CUSTOM: return "waiting on an operation";
+    case CORO__W_SLEEP: return (t->h.flags & CORO__T_HOP) ? "waking" : "sleeping";
+    default: return "ready";
+    }
+}
+
+/* Writes one line per unfinished task (name, state, cancellation count)
+ * and one per frame of its await chain (innermost first) with the source
+ * line where it waits. write == NULL: stderr (POSIX builds). */
+CORO_API void coro_loop_dump(coro_loop *L, coro_write_fn *write, void *arg);
+
+#if CORO_POSIX
+CORO_API void coro__write_stderr(void *arg, const char *s, size_t n)
+{
+    (void)arg;
+    fwrite(s, 1, n, stderr);
+}
+#endif
+
+CORO_API void coro_loop_dump(coro_loop *L, coro_write_fn *write, void *arg)
+{
+#if CORO_POSIX
+    if (!write) write = coro__write_stderr;
+#endif
+    if (!write) return;
+    for (coro_task *t = coro_loop_first_task(L); t; t = coro_loop_next_task(L, t)) {
+        const char *name = coro_task_name(L, t);
+        coro__puts(write, arg, "task ");
+        if (name) {
+            coro__puts(write, arg, name);
+        } else {
+            coro__puts(write, arg, "@0x");
+            coro__putu(write, arg, (uint64_t)(uintptr_t)t, 16);
+        }
+        coro__puts(write, arg, ": ");
+        coro__puts(write, arg, coro__wait_name(L, t));
+        if (t->h.count) {
+            coro__puts(write, arg, ", cancelling ");
+            coro__putu(write, arg, t->h.count, 10);
+        }
+        coro__puts(write, arg, "\n");
+        coro_frame *f = (L->ctx && L->ctx->task == t) ? L->ctx->self
+                                                    : (coro_frame *)t->fut.value;
+        for (; f; f = (f->info & CORO__F_ROOT) ? NULL : f->parent) {
+            coro__puts(write, arg, "    frame @0x");
+            coro__putu(write, arg, (uint64_t)(uintptr_t)f, 16);
+            coro__puts(write, arg, " line ");
+            coro__putu(write, arg, coro_frame_line(f), 10);
+            coro__puts(write, arg, "\n");
+        }
+    }
+}
+
+#endif /* CORO_LOOP_H */

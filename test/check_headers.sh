@@ -1,0 +1,34 @@
+#!/bin/sh
+# Each header alone compiles warning-free with the strictest flags, as C11
+# and as C++17, with gcc and clang; coro.h and coro_loop.h also compile
+# freestanding; the core headers never allocate and never name liburing.
+P=0; F=0
+tmp=$(mktemp -d); trap 'rm -rf $tmp' EXIT
+ok() { P=$((P + 1)); }
+ko() { F=$((F + 1)); echo "FAIL headers: $1"; cat "$tmp/err" | head -20; }
+C_FLAGS="-std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Werror"
+X_FLAGS="-std=c++17 -Wall -Wextra -Wpedantic -Wshadow -Werror"
+for h in coro.h coro_loop.h coro_sync.h coro_io.h; do
+    printf '#include "%s"\n#include "%s"\nint main(void) { return 0; }\n' "$h" "$h" >"$tmp/t.c"
+    cp "$tmp/t.c" "$tmp/t.cpp"
+    for cc in gcc clang; do
+        command -v $cc >/dev/null || continue
+        $cc $C_FLAGS -I. -c "$tmp/t.c" -o "$tmp/t.o" 2>"$tmp/err" && ok || ko "$h as C11 with $cc"
+    done
+    for cxx in g++ clang++; do
+        command -v $cxx >/dev/null || continue
+        $cxx $X_FLAGS -I. -c "$tmp/t.cpp" -o "$tmp/t.o" 2>"$tmp/err" && ok || ko "$h as C++17 with $cxx"
+    done
+done
+for h in coro.h coro_loop.h; do
+    printf '#include "%s"\nint f(void) { return 0; }\n' "$h" >"$tmp/f.c"
+    gcc -std=c11 -ffreestanding -nostdinc -isystem "$(gcc -print-file-name=include)" \
+        -Wall -Wextra -Werror -I. -c "$tmp/f.c" -o "$tmp/f.o" 2>"$tmp/err" \
+        && ok || ko "$h freestanding (compiler headers only)"
+done
+for h in coro.h coro_loop.h coro_sync.h; do
+    if grep -nE '\b(malloc|calloc|realloc|free)[[:space:]]*\(' "$h" >"$tmp/err" || grep -n 'liburing' "$h" >>"$tmp/err"; then
+        ko "$h allocates or names liburing"
+    else ok; fi
+done
+echo "$P passed, $F failed"

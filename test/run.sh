@@ -1,0 +1,56 @@
+#!/bin/sh
+# Runs the whole suite: every test binary plain, under ASan+UBSan, and plain
+# under valgrind (when installed); every example against its expected
+# output; the header checks. Ends with "N passed, N failed[, N skipped]".
+B=build
+P=0; F=0; S=0
+add() { # add "N passed, M failed" from a log, or count a crash as a failure
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+    if [ -z "$line" ]; then F=$((F + 1)); echo "CRASH $2"; tail -n 20 "$1"; return; fi
+    p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+    P=$((P + p)); F=$((F + f))
+    [ "$f" -ne 0 ] && grep '^FAIL' "$1" | sed "s|^|[$2] |"
+    [ "$3" -ne 0 ] && [ "$f" -eq 0 ] && { F=$((F + 1)); echo "EXIT $3 $2"; tail -n 20 "$1"; }
+    return 0
+}
+log=$(mktemp); trap 'rm -f $log' EXIT
+
+for flavor in plain asan; do
+    for t in $B/test/$flavor/test_*; do
+        "$t" >"$log" 2>&1; rc=$?
+        add "$log" "$flavor/${t##*/}" $rc
+    done
+done
+
+if command -v valgrind >/dev/null 2>&1 && [ -z "$CORO_NO_VALGRIND" ]; then
+    for t in $B/test/plain/test_*; do
+        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=all \
+            --child-silent-after-fork=yes "$t" >"$log" 2>&1; rc=$?
+        add "$log" "valgrind/${t##*/}" $rc
+    done
+else
+    echo "valgrind not installed: valgrind run skipped"; S=$((S + 1))
+fi
+
+# Examples: exact output on the virtual clock; plus a real-clock run.
+for e in examples/*.c; do
+    name=$(basename "$e" .c)
+    bin=$B/examples/$name
+    [ -f "examples/$name.expected" ] || continue
+    if CORO_CLOCK=virtual "$bin" >"$log" 2>&1 && cmp -s "$log" "examples/$name.expected"; then
+        P=$((P + 1))
+    else
+        F=$((F + 1)); echo "FAIL example $name (virtual clock)"; diff "examples/$name.expected" "$log" | head -20
+    fi
+    if "$bin" >"$log" 2>&1 && [ "$(wc -l <"$log")" -eq "$(wc -l <"examples/$name.expected")" ]; then
+        P=$((P + 1))
+    else
+        F=$((F + 1)); echo "FAIL example $name (real clock)"; head -20 "$log"
+    fi
+done
+
+sh test/check_headers.sh >"$log" 2>&1
+add "$log" "check_headers" 0
+
+if [ "$S" -ne 0 ]; then echo "$P passed, $F failed, $S skipped"; else echo "$P passed, $F failed"; fi
+[ "$F" -eq 0 ]
