@@ -26,6 +26,7 @@
  *     wait:     CORO_AWAIT(c, coro_wait_init(&w, items, futs, n, CORO_FIRST_COMPLETED, timeout))
  *     wait_for: CORO_AWAIT(c, coro_wait_for_init(&wf, fut, timeout))
  *     timeout:  coro_timeout_enter(c, &tm, delay); ...; rc = coro_timeout_exit(c, &tm, rc)
+ *               or CORO_TIMEOUT(c, &tm, delay, CORO_AWAIT(...)) / CORO_DEADLINE(c, &tm, when, ...)
  *     shield:   CORO_AWAIT_FUTURE(c, coro_shield_start(L, &s, fut))
  *     as_completed: coro_as_completed_init(L, &ac, items, futs, n, timeout);
  *               CORO_AWAIT(c, coro_as_completed_next(&ac))  -> c->rc = index
@@ -149,7 +150,8 @@ enum {
     CORO_REPORT_PENDING,         /* the loop closed with this task pending  */
     CORO_REPORT_SLOW,            /* one step took >= the slow threshold     */
     CORO_REPORT_SHUTDOWN_ERROR,  /* a task failed while coro_run shut down  */
-    CORO_REPORT_GROUP_ORPHAN     /* a group child failed after its parent   */
+    CORO_REPORT_GROUP_ORPHAN,    /* a group child failed after its parent   */
+    CORO_REPORT_CANCEL_CYCLE     /* cancel() met tasks awaiting in a cycle  */
 };
 struct coro_report {
     int kind;            /* CORO_REPORT_* */
@@ -189,7 +191,7 @@ struct coro_loop {
 #define CORO__T_MUST_CANCEL 0x01u /* deliver ECANCELED at the next step      */
 #define CORO__T_HOP 0x02u         /* its sleep timer fired: re-queue once    */
 #define CORO__T_RETRIEVED 0x04u   /* its error has been read                 */
-#define CORO__T_MARK 0x08u        /* scratch bit (deduplicating arguments)   */
+#define CORO__T_MARK 0x08u        /* scratch: cancel in progress, dedupe     */
 #define CORO__T_WAIT 0x70u
 #define CORO__T_SHUTDOWN 0x80u /* coro_run is waiting for it to end       */
 #define CORO__W_NONE 0x00u
@@ -542,14 +544,20 @@ CORO_API void coro__link_del(coro__link *n)
     n->prev = n->next = n;
 }
 
+/* container_of through an integer: the compiler must not mistake the
+ * member for a whole object (gcc's -Warray-bounds on a future that is not
+ * a task's, in a branch it cannot rule out). */
+#define CORO__CONTAINER(type, member, p)                                       \
+    ((type *)(void *)((uintptr_t)(p) - offsetof(type, member)))
+
 CORO_API coro_task *coro__task_of_link(coro__link *l)
 {
-    return (coro_task *)(void *)((char *)l - offsetof(coro_task, link));
+    return CORO__CONTAINER(coro_task, link, l);
 }
 
 CORO_API coro_task *coro__task_of_future(coro_future *f)
 {
-    return (coro_task *)(void *)((char *)f - offsetof(coro_task, fut));
+    return CORO__CONTAINER(coro_task, fut, f);
 }
 
 /* A task's future (to pass tasks where futures are expected). */
@@ -729,14 +737,39 @@ CORO_API int coro__cancel_wait(coro_loop *L, coro_task *t, unsigned w)
     }
 }
 
+/* Follows a chain of tasks awaiting tasks from t, clearing the marks that
+ * coro_task_cancel set on the way down. */
+CORO_API void coro__unmark_chain(coro_task *t)
+{
+    while (t->h.flags & CORO__T_MARK) {
+        t->h.flags &= (uint8_t)~CORO__T_MARK;
+        if ((t->h.flags & CORO__T_WAIT) != CORO__W_TASK) break;
+        t = (coro_task *)t->h.aux;
+    }
+}
+
+CORO__COLD_API void coro__report_cycle(coro_loop *L, coro_task *t)
+{
+    coro__report(L, CORO_REPORT_CANCEL_CYCLE,
+                 "cancellation forwarded around an await cycle", t, 0, 0);
+}
+
 /* Requests the cancellation of a task (asyncio's Task.cancel): increments
  * its cancelling() count and forwards the request to what it awaits; if
  * that cannot take it, CORO_ECANCELED is delivered at the task's next step.
- * Returns 1, or 0 if the task is already done. */
+ * Returns 1, or 0 if the task is already done. Tasks awaiting each other in
+ * a cycle (asyncio recurses without end) stop the forwarding with a
+ * CORO_REPORT_CANCEL_CYCLE report. */
 CORO_API int coro_task_cancel(coro_loop *L, coro_task *t)
 {
     if (coro_task_done(t)) return 0;
+    coro_task *start = t;
     for (;;) {
+        if (t->h.flags & CORO__T_MARK) { /* its cancellation is in progress */
+            coro__report_cycle(L, t);
+            break;
+        }
+        t->h.flags |= CORO__T_MARK;
         if (t->h.count < 0xFFFFu) t->h.count++;
         unsigned w = t->h.flags & CORO__T_WAIT;
         if (w == CORO__W_TASK) { /* forward down the await chain, no recursion */
@@ -746,11 +779,13 @@ CORO_API int coro_task_cancel(coro_loop *L, coro_task *t)
                 continue;
             }
         } else if (coro__cancel_wait(L, t, w)) {
-            return 1;
+            break;
         }
         t->h.flags |= CORO__T_MUST_CANCEL;
-        return 1;
+        break;
     }
+    coro__unmark_chain(start);
+    return 1;
 }
 
 /* asyncio's Task.uncancel(): decrements the count (not below 0); at 0 a
@@ -1689,6 +1724,28 @@ CORO_API int coro_timeout_exit(coro_ctx *c, coro_timeout *t, int rc)
     return rc;
 }
 
+/* Bounds one await by an absolute deadline (CORO_NEVER: none): the await
+ * is cancelled when the deadline passes and c->rc becomes CORO_ETIMEDOUT.
+ * tm: a coro_timeout in the frame (zeroed here).
+ *     CORO_DEADLINE(c, &f->tm, when, CORO_AWAIT(c, work(&f->w)));      */
+#define CORO_DEADLINE(c, tm, when, await_stmt)                                 \
+    do {                                                                       \
+        coro__memset(tm, 0, sizeof *(tm));                                     \
+        if (coro_timeout_enter_at(c, tm, when) != 0) {                         \
+            (c)->rc = CORO_EINVAL;                                             \
+        } else {                                                               \
+            await_stmt;                                                        \
+            (c)->rc = coro_timeout_exit(c, tm, (c)->rc);                       \
+        }                                                                      \
+    } while (0)
+
+/* Same with a relative delay (asyncio.timeout(delay) around one await). */
+#define CORO_TIMEOUT(c, tm, delay, await_stmt)                                 \
+    CORO_DEADLINE(c, tm, (delay) == CORO_NEVER                                 \
+                             ? CORO_NEVER                                      \
+                             : coro__add_time(coro_loop_time((c)->loop), delay), \
+                  await_stmt)
+
 /* Did the scope's deadline pass (asyncio's Timeout.expired())? */
 CORO_API int coro_timeout_expired(const coro_timeout *t)
 {
@@ -1986,7 +2043,7 @@ struct coro_group {
 
 CORO_API coro_group_task *coro__member_of(coro__link *l)
 {
-    return (coro_group_task *)(void *)((char *)l - offsetof(coro_group_task, member));
+    return CORO__CONTAINER(coro_group_task, member, l);
 }
 
 /* Cancels every unfinished child, in creation order. */

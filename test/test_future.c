@@ -238,3 +238,21 @@ TEST(T25_task_future_cannot_be_set)
     CHECK_EQ(coro_loop_run_until_complete(&L, &t), 3);
     coro_loop_close(&L);
 }
+
+/* A file-scope future awaited: gcc -O2 -Warray-bounds once mistook it for a
+ * task's (this file is built with -O2 -Werror). */
+static coro_future global_gate;
+
+TEST(await_file_scope_future)
+{
+    coro_loop L;
+    struct waiter w;
+    coro_task t;
+    test_loop(&L);
+    coro_future_init(&global_gate);
+    coro_spawn(&L, &t, waiter(&w, &global_gate));
+    coro_loop_run_once(&L);
+    coro_future_set_result(&L, &global_gate, 11);
+    CHECK_EQ(coro_loop_run_until_complete(&L, &t), 11);
+    coro_loop_close(&L);
+}

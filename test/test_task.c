@@ -926,3 +926,68 @@ TEST(task_done_callbacks_follow_future_rules)
     CHECK_TRACE("done:8");
     coro_loop_close(&L);
 }
+
+/* ---- tasks awaiting each other in a cycle: asyncio's cancel() recurses
+ * without end; coro stops, reports it, and does not hang. */
+struct cyc {
+    coro_frame co;
+    coro_task *other;
+    coro_gather g;
+    coro_gather_item it[1];
+    coro_future *fs[1];
+    int gather_self;
+};
+
+static int cyc_fn(coro_ctx *c)
+{
+    struct cyc *f = CORO_SELF(c, struct cyc);
+    CORO_BEGIN(c);
+    if (f->gather_self) {
+        f->fs[0] = coro_task_future(c->task);
+        coro_gather_start(c->loop, &f->g, f->it, f->fs, 1, 0);
+        CORO_AWAIT_GATHER(c, &f->g);
+    } else {
+        CORO_AWAIT_TASK(c, f->other);
+    }
+    CORO_FAIL(c, c->rc);
+    CORO_END(c);
+}
+
+static int cycles_seen;
+static void count_cycles(coro_loop *L, const coro_report *r, void *arg)
+{
+    (void)L;
+    (void)arg;
+    if (r->kind == CORO_REPORT_CANCEL_CYCLE) cycles_seen++;
+}
+
+TEST(cancel_around_await_cycle_is_reported_not_looped)
+{
+    coro_loop L;
+    coro_task a, b, s;
+    struct cyc fa, fb, fs;
+    memset(&fa, 0, sizeof fa);
+    memset(&fb, 0, sizeof fb);
+    memset(&fs, 0, sizeof fs);
+    fa.other = &b;
+    fb.other = &a;
+    fs.gather_self = 1;
+    test_loop(&L);
+    coro_loop_set_report(&L, count_cycles, NULL);
+    cycles_seen = 0;
+    coro_spawn(&L, &a, coro_frame_init(&fa.co, cyc_fn));
+    coro_spawn(&L, &b, coro_frame_init(&fb.co, cyc_fn));
+    coro_spawn(&L, &s, coro_frame_init(&fs.co, cyc_fn));
+    coro_loop_run_once(&L);
+    CHECK_EQ(coro_task_cancel(&L, &a), 1);
+    CHECK_EQ(cycles_seen, 1);
+    CHECK_EQ(coro_task_cancelling(&a), 1);
+    CHECK_EQ(coro_task_cancelling(&b), 1);
+    CHECK_EQ(coro_task_cancel(&L, &s), 1);
+    CHECK_EQ(cycles_seen, 2);
+    CHECK_EQ(a.h.flags & CORO__T_MARK, 0); /* no mark left behind */
+    CHECK_EQ(b.h.flags & CORO__T_MARK, 0);
+    CHECK_EQ(s.h.flags & CORO__T_MARK, 0);
+    CHECK_EQ(coro_loop_run_forever(&L), CORO_EDEADLK); /* still stuck, not hung */
+    coro_loop_close(&L);
+}
