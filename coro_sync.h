@@ -1,10 +1,1151 @@
-/* coro_sync.h - Event, Lock, Condition, Semaphore, Barrier, Queue and a
- * bounded job scheduler on top of coro_loop.h.
+/* coro_sync.h - asyncio's synchronization primitives and queues, plus a
+ * bounded job scheduler (aiojobs), on coro_loop.h.
  *
- * Not written yet: this header is a placeholder so that the file layout is
- * complete; including it gives you coro_loop.h.
+ * Header-only, never allocates, needs no I/O library. Not thread-safe (one
+ * loop's thread). Each primitive is a small caller-owned struct; each
+ * blocking operation is a child coroutine whose waiter lives in a
+ * caller-owned op record (usually a field of your frame):
+ *
+ *     coro_lock lk;            coro_lock_init(&lk);
+ *     struct my { coro_frame co; coro_lock_op op; ... };
+ *     CORO_LOCK_ACQUIRE(c, &f->op, &lk);      // or CORO_AWAIT(c, coro_lock_acquire(&f->op, &lk))
+ *     ... critical section ...
+ *     coro_lock_release(c->loop, &lk);
+ *
+ * CHEAT-SHEET (c->rc after each await: 0 / value, or an error)
+ *   Event      coro_event_init set clear is_set close;  wait: coro_event_wait(op, e)
+ *   Lock       coro_lock_init try_acquire release locked close;
+ *              acquire: coro_lock_acquire(op, lk) / CORO_LOCK_ACQUIRE(c, op, lk)
+ *   Condition  coro_cond_init(cv, lock or NULL) notify notify_all close;
+ *              wait: coro_cond_wait(op, cv), wait_for: coro_cond_wait_for(op, cv, pred, arg)
+ *   Semaphore  coro_sem_init / coro_bsem_init try_acquire release locked value close;
+ *              acquire: coro_sem_acquire(op, s) / CORO_SEM_ACQUIRE(c, op, s)
+ *   Barrier    coro_barrier_init parties n_waiting broken;
+ *              wait (rc = arrival index): coro_barrier_wait(op, b); coro_barrier_reset, _abort
+ *   Queue      coro_queue_init(q, CORO_FIFO|CORO_LIFO|CORO_PRIO, buf, item_size, capacity, maxsize, cmp)
+ *              put_nowait get_nowait qsize empty full maxsize task_done shutdown;
+ *              put: coro_queue_put(op, q, item) / CORO_QUEUE_PUT(c, op, q, item)
+ *              get: coro_queue_get(op, q, out)  / CORO_QUEUE_GET(c, op, q, out)
+ *              join: coro_queue_join(event_op, q)
+ *   Scheduler  coro_sched_init(s, limit) spawn active pending;
+ *              wait: coro_sched_wait(op, s, timeout); close: coro_sched_close(op, s, grace)
+ *   Deadline on any of them: CORO_DEADLINE(c, &tm, when, CORO_AWAIT(...)) (coro_loop.h)
+ *
+ * ERRORS: CORO_ECANCELED (the waiting task was cancelled), CORO_ETIMEDOUT
+ * (a deadline), CORO_EINVAL (misuse: releasing an unlocked lock, notifying
+ * without the lock, ...), CORO_EAGAIN (a non-blocking form would block),
+ * CORO_ESHUTDOWN (the object was closed / the queue shut down),
+ * CORO_EBROKEN (barrier aborted or reset), CORO_ENOMEM (queue storage full).
+ *
+ * CANCEL-SAFETY (what a cancelled waiter gives back; each line is tested)
+ *   Event.wait:     nothing to give back; the waiter is removed, set() still wakes the others.
+ *   Lock.acquire:   never holds the lock; a wake-up meant for it passes to the next waiter.
+ *   Condition.wait: returns with the lock re-acquired; a notification it got passes on.
+ *   Semaphore:      a permit reserved for it at wake-up is returned and handed on.
+ *   Barrier.wait:   leaves the count (n_waiting drops); the barrier stays usable.
+ *   Queue.get/put:  takes no item / slot; a wake-up it got passes to the next getter/putter.
+ *   Scheduler:      a cancelled job frees its slot; the next pending job starts.
+ *
+ * SEMANTICS: CPython 3.13's asyncio.locks and asyncio.queues, to the
+ * iteration: FIFO-fair, no barging, permits reserved at wake-up, queues
+ * "wake, then re-check". Closing an object (not in asyncio) wakes all its
+ * waiters with CORO_ESHUTDOWN and fails later waits the same way.
  */
 #ifndef CORO_SYNC_H
 #define CORO_SYNC_H
+
 #include "coro_loop.h"
-#endif
+
+/* ---------------------------------------------------------------------- */
+/* Waiters                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* A waiting operation: asyncio's per-waiter future, in a primitive's FIFO. */
+typedef struct coro_waiter {
+    coro_future fut;
+    coro__link link;
+} coro_waiter;
+
+CORO_API coro_waiter *coro__waiter_of(coro__link *l)
+{
+    return CORO__CONTAINER(coro_waiter, link, l);
+}
+
+CORO_API void coro__waiter_add(coro__link *fifo, coro_waiter *w)
+{
+    coro_future_init(&w->fut);
+    coro__link_add(fifo, &w->link);
+}
+
+CORO_API int coro__waiter_linked(const coro_waiter *w)
+{
+    return w->link.next != &w->link;
+}
+
+CORO_API int coro__fifo_empty(const coro__link *fifo)
+{
+    return fifo->next == fifo;
+}
+
+CORO_API coro_waiter *coro__fifo_first(coro__link *fifo)
+{
+    return coro__fifo_empty(fifo) ? NULL : coro__waiter_of(fifo->next);
+}
+
+CORO_API unsigned coro__fifo_len(const coro__link *fifo)
+{
+    unsigned n = 0;
+    for (const coro__link *l = fifo->next; l != fifo; l = l->next) n++;
+    return n;
+}
+
+/* Is any waiter of the FIFO not cancelled? */
+CORO_API int coro__fifo_any_live(coro__link *fifo)
+{
+    for (coro__link *l = fifo->next; l != fifo; l = l->next)
+        if (!coro_future_cancelled(&coro__waiter_of(l)->fut)) return 1;
+    return 0;
+}
+
+/* Fails every pending waiter with err (closing an object). */
+CORO_API void coro__fifo_fail_all(coro_loop *L, coro__link *fifo, int err)
+{
+    for (coro__link *l = fifo->next; l != fifo; l = l->next) {
+        coro_waiter *w = coro__waiter_of(l);
+        if (!coro_future_done(&w->fut)) coro_future_set_error(L, &w->fut, err);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Event                                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Event. Cancel-safety: a cancelled waiter is removed; set() still
+ * wakes every other waiter. */
+typedef struct coro_event {
+    coro__link waiters;
+    uint8_t value, closed;
+} coro_event;
+
+typedef struct coro_event_op {
+    coro_frame co;
+    coro_event *e;
+    coro_waiter w;
+} coro_event_op;
+
+CORO_API void coro_event_init(coro_event *e)
+{
+    coro__link_init(&e->waiters);
+    e->value = 0;
+    e->closed = 0;
+}
+
+CORO_API int coro_event_is_set(const coro_event *e)
+{
+    return e->value;
+}
+
+/* Sets the flag and wakes every waiter (no-op when already set). */
+CORO_API void coro_event_set(coro_loop *L, coro_event *e)
+{
+    if (e->value) return;
+    e->value = 1;
+    for (coro__link *l = e->waiters.next; l != &e->waiters; l = l->next) {
+        coro_waiter *w = coro__waiter_of(l);
+        if (!coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 1);
+    }
+}
+
+/* Clears the flag; waiters already woken stay woken. */
+CORO_API void coro_event_clear(coro_event *e)
+{
+    e->value = 0;
+}
+
+/* Wakes every waiter with CORO_ESHUTDOWN; later waits fail the same way. */
+CORO_API void coro_event_close(coro_loop *L, coro_event *e)
+{
+    e->closed = 1;
+    coro__fifo_fail_all(L, &e->waiters, CORO_ESHUTDOWN);
+}
+
+CORO_API int coro__event_wait_fn(coro_ctx *c)
+{
+    coro_event_op *op = CORO_SELF(c, coro_event_op);
+    CORO_BEGIN(c);
+    if (op->e->value) CORO_RETURN(c, 0);
+    if (op->e->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
+    coro__waiter_add(&op->e->waiters, &op->w);
+    CORO_AWAIT_FUTURE(c, &op->w.fut);
+    coro__link_del(&op->w.link);
+    CORO_RETURN(c, c->rc);
+    CORO_END(c);
+}
+
+/* Waits until the flag is set (at once if it is). */
+CORO_API coro_frame *coro_event_wait(coro_event_op *op, coro_event *e)
+{
+    op->e = e;
+    return coro_frame_init(&op->co, coro__event_wait_fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lock                                                                    */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Lock: not owned (any task may release), FIFO without barging.
+ * Cancel-safety: a cancelled waiter never holds the lock; a wake-up meant
+ * for it passes to the next waiter. */
+typedef struct coro_lock {
+    coro__link waiters;
+    uint8_t locked, closed;
+} coro_lock;
+
+typedef struct coro_lock_op {
+    coro_frame co;
+    coro_lock *lk;
+    coro_waiter w;
+} coro_lock_op;
+
+CORO_API void coro_lock_init(coro_lock *lk)
+{
+    coro__link_init(&lk->waiters);
+    lk->locked = 0;
+    lk->closed = 0;
+}
+
+CORO_API int coro_lock_locked(const coro_lock *lk)
+{
+    return lk->locked;
+}
+
+/* Takes the lock if it is free and nobody is queued for it: 0, or
+ * CORO_EAGAIN, or CORO_ESHUTDOWN once closed. */
+CORO_API int coro_lock_try_acquire(coro_lock *lk)
+{
+    if (lk->closed) return CORO_ESHUTDOWN;
+    if (lk->locked || coro__fifo_any_live(&lk->waiters)) return CORO_EAGAIN;
+    lk->locked = 1;
+    return 0;
+}
+
+CORO_API void coro__lock_wake_first(coro_loop *L, coro_lock *lk)
+{
+    coro_waiter *w = coro__fifo_first(&lk->waiters);
+    if (w && !coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 1);
+}
+
+/* Releases the lock and wakes the first waiter. CORO_EINVAL if unlocked. */
+CORO_API int coro_lock_release(coro_loop *L, coro_lock *lk)
+{
+    if (!lk->locked) return CORO_EINVAL;
+    lk->locked = 0;
+    coro__lock_wake_first(L, lk);
+    return 0;
+}
+
+/* Wakes every waiter with CORO_ESHUTDOWN; later acquires fail the same
+ * way (the lock itself stays as it is and can still be released). */
+CORO_API void coro_lock_close(coro_loop *L, coro_lock *lk)
+{
+    lk->closed = 1;
+    coro__fifo_fail_all(L, &lk->waiters, CORO_ESHUTDOWN);
+}
+
+CORO_API int coro__lock_acquire_fn(coro_ctx *c)
+{
+    coro_lock_op *op = CORO_SELF(c, coro_lock_op);
+    coro_lock *lk = op->lk;
+    CORO_BEGIN(c);
+    if (coro_lock_try_acquire(lk) == 0) CORO_RETURN(c, 0);
+    if (lk->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
+    coro__waiter_add(&lk->waiters, &op->w);
+    CORO_AWAIT_FUTURE(c, &op->w.fut);
+    coro__link_del(&op->w.link);
+    if (c->rc < 0) {
+        if (c->rc == CORO_ECANCELED && !lk->locked) coro__lock_wake_first(c->loop, lk);
+        CORO_FAIL(c, c->rc);
+    }
+    lk->locked = 1;
+    CORO_RETURN(c, 0);
+    CORO_END(c);
+}
+
+/* Acquires the lock, waiting in FIFO order if needed. */
+CORO_API coro_frame *coro_lock_acquire(coro_lock_op *op, coro_lock *lk)
+{
+    op->lk = lk;
+    return coro_frame_init(&op->co, coro__lock_acquire_fn);
+}
+
+/* Same, with the uncontended case inline (no child frame at all). */
+#define CORO_LOCK_ACQUIRE(c, op, lk)                                           \
+    do {                                                                       \
+        if (coro_lock_try_acquire(lk) == 0)                                    \
+            (c)->rc = 0;                                                       \
+        else                                                                   \
+            CORO_AWAIT(c, coro_lock_acquire(op, lk));                          \
+    } while (0)
+
+/* ---------------------------------------------------------------------- */
+/* Condition                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Condition, with its own lock or a shared one. Cancel-safety:
+ * wait() returns (even cancelled) with the lock re-acquired, and a
+ * notification a failing waiter got is passed to another waiter. */
+typedef struct coro_cond {
+    coro_lock own;
+    coro_lock *lock;
+    coro__link waiters;
+    uint8_t closed;
+} coro_cond;
+
+/* Predicate for coro_cond_wait_for: nonzero when satisfied. */
+typedef int coro_pred(void *arg);
+
+typedef struct coro_cond_op {
+    coro_frame co;
+    coro_cond *cv;
+    coro_waiter w;
+    coro_lock_op relock;
+    coro_pred *pred;
+    void *arg;
+    int rc, err;
+} coro_cond_op;
+
+/* Shares `lock` (NULL: the condition has its own). */
+CORO_API void coro_cond_init(coro_cond *cv, coro_lock *lock)
+{
+    coro_lock_init(&cv->own);
+    cv->lock = lock ? lock : &cv->own;
+    coro__link_init(&cv->waiters);
+    cv->closed = 0;
+}
+
+/* The condition's lock: acquire/release it with the coro_lock calls. */
+CORO_API coro_lock *coro_cond_lock(coro_cond *cv)
+{
+    return cv->lock;
+}
+
+CORO_API void coro__cond_notify(coro_loop *L, coro_cond *cv, unsigned n)
+{
+    unsigned idx = 0;
+    for (coro__link *l = cv->waiters.next; l != &cv->waiters && idx < n; l = l->next) {
+        coro_waiter *w = coro__waiter_of(l);
+        if (!coro_future_done(&w->fut)) {
+            idx++;
+            coro_future_set_result(L, &w->fut, 0);
+        }
+    }
+}
+
+/* Wakes the first n waiters. CORO_EINVAL unless the lock is held. */
+CORO_API int coro_cond_notify(coro_loop *L, coro_cond *cv, unsigned n)
+{
+    if (!cv->lock->locked) return CORO_EINVAL;
+    coro__cond_notify(L, cv, n);
+    return 0;
+}
+
+CORO_API int coro_cond_notify_all(coro_loop *L, coro_cond *cv)
+{
+    return coro_cond_notify(L, cv, coro__fifo_len(&cv->waiters));
+}
+
+/* Wakes every waiter with CORO_ESHUTDOWN (each still re-acquires the lock
+ * before returning); later waits fail the same way. The lock stays usable. */
+CORO_API void coro_cond_close(coro_loop *L, coro_cond *cv)
+{
+    cv->closed = 1;
+    coro__fifo_fail_all(L, &cv->waiters, CORO_ESHUTDOWN);
+}
+
+CORO_API int coro__cond_wait_fn(coro_ctx *c)
+{
+    coro_cond_op *op = CORO_SELF(c, coro_cond_op);
+    coro_cond *cv = op->cv;
+    CORO_BEGIN(c);
+    if (op->pred) { /* wait_for: `while not pred(): await wait()` */
+        if (op->pred(op->arg)) CORO_RETURN(c, 0);
+    }
+    for (;;) {
+        if (!cv->lock->locked) CORO_FAIL(c, CORO_EINVAL);
+        if (cv->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
+        coro_lock_release(c->loop, cv->lock);
+        coro__waiter_add(&cv->waiters, &op->w);
+        CORO_AWAIT_FUTURE(c, &op->w.fut);
+        op->rc = c->rc;
+        coro__link_del(&op->w.link);
+        op->err = 0;
+        for (;;) { /* re-acquire, even when cancelled */
+            CORO_LOCK_ACQUIRE(c, &op->relock, cv->lock);
+            if (c->rc != CORO_ECANCELED) break;
+            op->err = c->rc;
+        }
+        if (op->err) op->rc = op->err;
+        if (op->rc < 0) {
+            coro__cond_notify(c->loop, cv, 1); /* pass on a notification */
+            CORO_FAIL(c, op->rc);
+        }
+        if (!op->pred || op->pred(op->arg)) break;
+    }
+    CORO_RETURN(c, 0);
+    CORO_END(c);
+}
+
+/* Releases the lock (which must be held: else CORO_EINVAL), waits for a
+ * notification, re-acquires the lock. Spurious wake-ups are possible. */
+CORO_API coro_frame *coro_cond_wait(coro_cond_op *op, coro_cond *cv)
+{
+    op->cv = cv;
+    op->pred = NULL;
+    return coro_frame_init(&op->co, coro__cond_wait_fn);
+}
+
+/* Waits until pred(arg) holds (at once, without the lock, if it does). */
+CORO_API coro_frame *coro_cond_wait_for(coro_cond_op *op, coro_cond *cv,
+                                        coro_pred *pred, void *arg)
+{
+    op->cv = cv;
+    op->pred = pred;
+    op->arg = arg;
+    return coro_frame_init(&op->co, coro__cond_wait_fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Semaphore / BoundedSemaphore                                            */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Semaphore: FIFO; the permit is taken on the waiter's behalf at
+ * wake-up. Cancel-safety: a cancelled waiter returns the permit reserved
+ * for it, and it is handed to the next waiter. */
+typedef struct coro_sem {
+    coro__link waiters;
+    int32_t value;
+    int32_t bound; /* BoundedSemaphore's initial value; -1: unbounded */
+    uint8_t closed;
+} coro_sem;
+
+typedef struct coro_sem_op {
+    coro_frame co;
+    coro_sem *s;
+    coro_waiter w;
+} coro_sem_op;
+
+/* CORO_EINVAL if value < 0. */
+CORO_API int coro_sem_init(coro_sem *s, int value)
+{
+    if (value < 0) return CORO_EINVAL;
+    coro__link_init(&s->waiters);
+    s->value = value;
+    s->bound = -1;
+    s->closed = 0;
+    return 0;
+}
+
+/* A BoundedSemaphore: releasing past `value` is CORO_EINVAL. */
+CORO_API int coro_bsem_init(coro_sem *s, int value)
+{
+    int rc = coro_sem_init(s, value);
+    if (rc == 0) s->bound = value;
+    return rc;
+}
+
+CORO_API int coro_sem_value(const coro_sem *s)
+{
+    return s->value;
+}
+
+/* asyncio's locked(): no permit, or live waiters queued (FIFO). */
+CORO_API int coro_sem_locked(coro_sem *s)
+{
+    return s->value == 0 || coro__fifo_any_live(&s->waiters);
+}
+
+CORO_API int coro_sem_try_acquire(coro_sem *s)
+{
+    if (s->closed) return CORO_ESHUTDOWN;
+    if (coro_sem_locked(s)) return CORO_EAGAIN;
+    s->value--;
+    return 0;
+}
+
+CORO_API int coro__sem_wake_next(coro_loop *L, coro_sem *s)
+{
+    for (coro__link *l = s->waiters.next; l != &s->waiters; l = l->next) {
+        coro_waiter *w = coro__waiter_of(l);
+        if (!coro_future_done(&w->fut)) {
+            s->value--;
+            coro_future_set_result(L, &w->fut, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Returns a permit and wakes the first waiter. CORO_EINVAL for a bounded
+ * semaphore already at its initial value. */
+CORO_API int coro_sem_release(coro_loop *L, coro_sem *s)
+{
+    if (s->bound >= 0 && s->value >= s->bound) return CORO_EINVAL;
+    s->value++;
+    coro__sem_wake_next(L, s);
+    return 0;
+}
+
+CORO_API void coro_sem_close(coro_loop *L, coro_sem *s)
+{
+    s->closed = 1;
+    coro__fifo_fail_all(L, &s->waiters, CORO_ESHUTDOWN);
+}
+
+CORO_API int coro__sem_acquire_fn(coro_ctx *c)
+{
+    coro_sem_op *op = CORO_SELF(c, coro_sem_op);
+    coro_sem *s = op->s;
+    CORO_BEGIN(c);
+    if (coro_sem_try_acquire(s) == 0) CORO_RETURN(c, 0);
+    if (s->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
+    coro__waiter_add(&s->waiters, &op->w);
+    CORO_AWAIT_FUTURE(c, &op->w.fut);
+    coro__link_del(&op->w.link);
+    if (c->rc == CORO_ECANCELED && coro_future_done(&op->w.fut) &&
+        !coro_future_cancelled(&op->w.fut) && coro_future_rc(&op->w.fut) == 0)
+        s->value++; /* woken, then cancelled: give the permit back */
+    while (s->value > 0 && coro__sem_wake_next(c->loop, s)) {
+    }
+    CORO_RETURN(c, c->rc < 0 ? c->rc : 0);
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro_sem_acquire(coro_sem_op *op, coro_sem *s)
+{
+    op->s = s;
+    return coro_frame_init(&op->co, coro__sem_acquire_fn);
+}
+
+#define CORO_SEM_ACQUIRE(c, op, s)                                             \
+    do {                                                                       \
+        if (coro_sem_try_acquire(s) == 0)                                      \
+            (c)->rc = 0;                                                       \
+        else                                                                   \
+            CORO_AWAIT(c, coro_sem_acquire(op, s));                            \
+    } while (0)
+
+/* ---------------------------------------------------------------------- */
+/* Barrier                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Barrier, built like CPython's on a Condition. wait() gives the
+ * arrival index 0..parties-1; tasks arriving while it drains or resets wait
+ * for the next round. Cancel-safety: a cancelled waiter leaves the count and
+ * the barrier stays usable. */
+typedef struct coro_barrier {
+    coro_cond cond;
+    uint32_t parties, count;
+    uint8_t state;
+} coro_barrier;
+
+#define CORO__BAR_FILLING 0u
+#define CORO__BAR_DRAINING 1u
+#define CORO__BAR_RESETTING 2u
+#define CORO__BAR_BROKEN 3u
+
+typedef struct coro_barrier_op {
+    coro_frame co;
+    coro_barrier *b;
+    coro_lock_op acq;
+    coro_cond_op cw;
+    int index, rc, what;
+} coro_barrier_op;
+
+/* CORO_EINVAL if parties < 1. */
+CORO_API int coro_barrier_init(coro_barrier *b, int parties)
+{
+    if (parties < 1) return CORO_EINVAL;
+    coro_cond_init(&b->cond, NULL);
+    b->parties = (uint32_t)parties;
+    b->count = 0;
+    b->state = CORO__BAR_FILLING;
+    return 0;
+}
+
+CORO_API unsigned coro_barrier_parties(const coro_barrier *b)
+{
+    return b->parties;
+}
+
+/* Tasks waiting for the barrier to trip (0 while it drains or resets). */
+CORO_API unsigned coro_barrier_n_waiting(const coro_barrier *b)
+{
+    return b->state == CORO__BAR_FILLING ? b->count : 0;
+}
+
+CORO_API int coro_barrier_broken(const coro_barrier *b)
+{
+    return b->state == CORO__BAR_BROKEN;
+}
+
+CORO_API int coro__barrier_not_busy(void *arg)
+{
+    coro_barrier *b = (coro_barrier *)arg;
+    return b->state != CORO__BAR_DRAINING && b->state != CORO__BAR_RESETTING;
+}
+
+CORO_API int coro__barrier_not_filling(void *arg)
+{
+    return ((coro_barrier *)arg)->state != CORO__BAR_FILLING;
+}
+
+CORO_API void coro__barrier_exit(coro_loop *L, coro_barrier *b)
+{
+    if (b->count == 0) {
+        if (b->state == CORO__BAR_RESETTING || b->state == CORO__BAR_DRAINING)
+            b->state = CORO__BAR_FILLING;
+        coro_cond_notify_all(L, &b->cond);
+    }
+}
+
+#define CORO__BAR_WAIT 0
+#define CORO__BAR_RESET 1
+#define CORO__BAR_ABORT 2
+
+CORO_API int coro__barrier_fn(coro_ctx *c)
+{
+    coro_barrier_op *op = CORO_SELF(c, coro_barrier_op);
+    coro_barrier *b = op->b;
+    CORO_BEGIN(c);
+    CORO_LOCK_ACQUIRE(c, &op->acq, b->cond.lock); /* async with self._cond */
+    CORO_CHECK(c);
+    if (op->what == CORO__BAR_RESET) {
+        if (b->count > 0)
+            b->state = CORO__BAR_RESETTING;
+        else
+            b->state = CORO__BAR_FILLING;
+        coro_cond_notify_all(c->loop, &b->cond);
+        op->rc = 0;
+    } else if (op->what == CORO__BAR_ABORT) {
+        b->state = CORO__BAR_BROKEN;
+        coro_cond_notify_all(c->loop, &b->cond);
+        op->rc = 0;
+    } else {
+        CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond, coro__barrier_not_busy, b));
+        op->rc = c->rc;
+        if (op->rc == 0 && b->state == CORO__BAR_BROKEN) op->rc = CORO_EBROKEN;
+        if (op->rc == 0) {
+            op->index = (int)b->count++;
+            if ((uint32_t)op->index + 1 == b->parties) {
+                b->state = CORO__BAR_DRAINING;
+                coro_cond_notify_all(c->loop, &b->cond);
+            } else {
+                CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond,
+                                                 coro__barrier_not_filling, b));
+                op->rc = c->rc;
+                if (op->rc == 0 && (b->state == CORO__BAR_BROKEN ||
+                                    b->state == CORO__BAR_RESETTING))
+                    op->rc = CORO_EBROKEN;
+            }
+            if (op->rc == 0) op->rc = op->index;
+            b->count--;
+            coro__barrier_exit(c->loop, b);
+        }
+    }
+    coro_lock_release(c->loop, b->cond.lock);
+    CORO_RETURN(c, op->rc);
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro__barrier_op(coro_barrier_op *op, coro_barrier *b, int what)
+{
+    op->b = b;
+    op->what = what;
+    return coro_frame_init(&op->co, coro__barrier_fn);
+}
+
+/* Waits for `parties` tasks; c->rc = this task's arrival index, or
+ * CORO_EBROKEN if the barrier is or becomes broken or is reset. */
+CORO_API coro_frame *coro_barrier_wait(coro_barrier_op *op, coro_barrier *b)
+{
+    return coro__barrier_op(op, b, CORO__BAR_WAIT);
+}
+
+/* Back to the initial state: current waiters get CORO_EBROKEN. */
+CORO_API coro_frame *coro_barrier_reset(coro_barrier_op *op, coro_barrier *b)
+{
+    return coro__barrier_op(op, b, CORO__BAR_RESET);
+}
+
+/* Breaks the barrier: current and later waits get CORO_EBROKEN until a
+ * reset. */
+CORO_API coro_frame *coro_barrier_abort(coro_barrier_op *op, coro_barrier *b)
+{
+    return coro__barrier_op(op, b, CORO__BAR_ABORT);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Queues                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio.Queue / LifoQueue / PriorityQueue over caller storage of
+ * `capacity` items of `item_size` bytes. maxsize 0 means asyncio's
+ * "unbounded": full() is never true, and only the storage limits it (a put
+ * beyond `capacity` fails with CORO_ENOMEM). Items are copied in and out.
+ * Cancel-safety: a cancelled getter or putter takes no item or slot, and a
+ * wake-up it received passes to the next one ("wake, then re-check"). */
+#define CORO_FIFO 0
+#define CORO_LIFO 1
+#define CORO_PRIO 2
+
+typedef int coro_cmp(const void *a, const void *b); /* < 0: a comes first */
+
+typedef struct coro_queue {
+    unsigned char *buf;
+    uint32_t size, capacity, maxsize, head, count;
+    uint32_t unfinished;
+    uint8_t kind, shutdown;
+    coro_cmp *cmp;
+    coro__link getters, putters;
+    coro_event finished;
+} coro_queue;
+
+typedef struct coro_queue_op {
+    coro_frame co;
+    coro_queue *q;
+    coro_waiter w;
+    union {
+        const void *in;
+        void *out;
+    };
+} coro_queue_op;
+
+/* CORO_EINVAL on a bad kind, zero sizes, maxsize > capacity, or a
+ * priority queue without cmp. */
+CORO_API int coro_queue_init(coro_queue *q, int kind, void *buf, size_t item_size,
+                             size_t capacity, size_t maxsize, coro_cmp *cmp)
+{
+    if (kind < CORO_FIFO || kind > CORO_PRIO || !buf || !item_size || !capacity ||
+        maxsize > capacity || capacity > UINT32_MAX || item_size > UINT32_MAX ||
+        (kind == CORO_PRIO && !cmp))
+        return CORO_EINVAL;
+    q->buf = (unsigned char *)buf;
+    q->size = (uint32_t)item_size;
+    q->capacity = (uint32_t)capacity;
+    q->maxsize = (uint32_t)maxsize;
+    q->head = q->count = q->unfinished = 0;
+    q->kind = (uint8_t)kind;
+    q->shutdown = 0;
+    q->cmp = cmp;
+    coro__link_init(&q->getters);
+    coro__link_init(&q->putters);
+    coro_event_init(&q->finished);
+    q->finished.value = 1;
+    return 0;
+}
+
+CORO_API unsigned coro_queue_qsize(const coro_queue *q)
+{
+    return q->count;
+}
+
+CORO_API unsigned coro_queue_maxsize(const coro_queue *q)
+{
+    return q->maxsize;
+}
+
+CORO_API int coro_queue_empty(const coro_queue *q)
+{
+    return q->count == 0;
+}
+
+CORO_API int coro_queue_full(const coro_queue *q)
+{
+    return q->maxsize > 0 && q->count >= q->maxsize;
+}
+
+CORO_API unsigned char *coro__q_slot(coro_queue *q, uint32_t i)
+{
+    return q->buf + (size_t)i * q->size;
+}
+
+CORO_API void coro__q_swap(coro_queue *q, uint32_t i, uint32_t j)
+{
+    unsigned char *a = coro__q_slot(q, i), *b = coro__q_slot(q, j);
+    for (uint32_t k = 0; k < q->size; k++) {
+        unsigned char t = a[k];
+        a[k] = b[k];
+        b[k] = t;
+    }
+}
+
+CORO_API void coro__q_copy(void *dst, const void *src, uint32_t n)
+{
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    while (n--) *d++ = *s++;
+}
+
+/* A binary min-heap by cmp, like heapq. */
+CORO_API void coro__heap_up(coro_queue *q, uint32_t i)
+{
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (q->cmp(coro__q_slot(q, i), coro__q_slot(q, parent)) >= 0) break;
+        coro__q_swap(q, i, parent);
+        i = parent;
+    }
+}
+
+CORO_API void coro__heap_down(coro_queue *q, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < q->count && q->cmp(coro__q_slot(q, l), coro__q_slot(q, m)) < 0) m = l;
+        if (r < q->count && q->cmp(coro__q_slot(q, r), coro__q_slot(q, m)) < 0) m = r;
+        if (m == i) break;
+        coro__q_swap(q, i, m);
+        i = m;
+    }
+}
+
+CORO_API void coro__queue_push(coro_queue *q, const void *item)
+{
+    uint32_t at = q->kind == CORO_FIFO ? (q->head + q->count) % q->capacity : q->count;
+    coro__q_copy(coro__q_slot(q, at), item, q->size);
+    q->count++;
+    if (q->kind == CORO_PRIO) coro__heap_up(q, at);
+}
+
+CORO_API void coro__queue_pop(coro_queue *q, void *out)
+{
+    uint32_t at = q->kind == CORO_FIFO ? q->head : q->kind == CORO_LIFO ? q->count - 1 : 0;
+    if (out) coro__q_copy(out, coro__q_slot(q, at), q->size);
+    q->count--;
+    if (q->kind == CORO_FIFO) {
+        q->head = (q->head + 1) % q->capacity;
+    } else if (q->kind == CORO_PRIO && q->count) {
+        coro__q_copy(coro__q_slot(q, 0), coro__q_slot(q, q->count), q->size);
+        coro__heap_down(q, 0);
+    }
+}
+
+/* Pops waiters until one that is not done, and wakes it. */
+CORO_API void coro__queue_wakeup_next(coro_loop *L, coro__link *fifo)
+{
+    while (!coro__fifo_empty(fifo)) {
+        coro_waiter *w = coro__fifo_first(fifo);
+        coro__link_del(&w->link);
+        if (!coro_future_done(&w->fut)) {
+            coro_future_set_result(L, &w->fut, 0);
+            break;
+        }
+    }
+}
+
+/* Adds an item without waiting: 0, CORO_ESHUTDOWN, CORO_EAGAIN (full), or
+ * CORO_ENOMEM (the storage is full on a queue without maxsize). */
+CORO_API int coro_queue_put_nowait(coro_loop *L, coro_queue *q, const void *item)
+{
+    if (q->shutdown) return CORO_ESHUTDOWN;
+    if (coro_queue_full(q)) return CORO_EAGAIN;
+    if (q->count >= q->capacity) return CORO_ENOMEM;
+    coro__queue_push(q, item);
+    q->unfinished++;
+    coro_event_clear(&q->finished);
+    coro__queue_wakeup_next(L, &q->getters);
+    return 0;
+}
+
+/* Takes an item without waiting (out may be NULL): 0, CORO_EAGAIN (empty)
+ * or CORO_ESHUTDOWN (empty and shut down). */
+CORO_API int coro_queue_get_nowait(coro_loop *L, coro_queue *q, void *out)
+{
+    if (!q->count) return q->shutdown ? CORO_ESHUTDOWN : CORO_EAGAIN;
+    coro__queue_pop(q, out);
+    coro__queue_wakeup_next(L, &q->putters);
+    return 0;
+}
+
+/* One get()'s item is processed. CORO_EINVAL if called too many times. */
+CORO_API int coro_queue_task_done(coro_loop *L, coro_queue *q)
+{
+    if (q->unfinished == 0) return CORO_EINVAL;
+    if (--q->unfinished == 0) coro_event_set(L, &q->finished);
+    return 0;
+}
+
+/* asyncio's shutdown(immediate): puts fail from now on; gets drain what
+ * is left (nothing, if immediate: the items are dropped and counted as
+ * done); every blocked getter and putter wakes up to re-check. */
+CORO_API void coro_queue_shutdown(coro_loop *L, coro_queue *q, int immediate)
+{
+    q->shutdown = 1;
+    if (immediate) {
+        while (q->count) {
+            coro__queue_pop(q, NULL);
+            if (q->unfinished > 0) q->unfinished--;
+        }
+        if (q->unfinished == 0) coro_event_set(L, &q->finished);
+    }
+    while (!coro__fifo_empty(&q->getters)) coro__queue_wakeup_next(L, &q->getters);
+    while (!coro__fifo_empty(&q->putters)) coro__queue_wakeup_next(L, &q->putters);
+}
+
+/* A blocked get/put gave up: the "except" branch of asyncio's get()/put(). */
+CORO_API void coro__queue_giveup(coro_loop *L, coro__link *fifo, coro_waiter *w,
+                                 int can_go)
+{
+    coro_future_cancel(L, &w->fut); /* just in case it is not done yet */
+    if (coro__waiter_linked(w)) coro__link_del(&w->link);
+    if (can_go && !coro_future_cancelled(&w->fut)) coro__queue_wakeup_next(L, fifo);
+}
+
+CORO_API int coro__queue_put_fn(coro_ctx *c)
+{
+    coro_queue_op *op = CORO_SELF(c, coro_queue_op);
+    coro_queue *q = op->q;
+    CORO_BEGIN(c);
+    while (coro_queue_full(q)) {
+        if (q->shutdown) CORO_FAIL(c, CORO_ESHUTDOWN);
+        coro__waiter_add(&q->putters, &op->w);
+        CORO_AWAIT_FUTURE(c, &op->w.fut);
+        if (c->rc < 0) {
+            coro__queue_giveup(c->loop, &q->putters, &op->w, !coro_queue_full(q));
+            CORO_FAIL(c, c->rc);
+        }
+    }
+    CORO_RETURN(c, coro_queue_put_nowait(c->loop, q, op->in));
+    CORO_END(c);
+}
+
+CORO_API int coro__queue_get_fn(coro_ctx *c)
+{
+    coro_queue_op *op = CORO_SELF(c, coro_queue_op);
+    coro_queue *q = op->q;
+    CORO_BEGIN(c);
+    while (coro_queue_empty(q)) {
+        if (q->shutdown) CORO_FAIL(c, CORO_ESHUTDOWN);
+        coro__waiter_add(&q->getters, &op->w);
+        CORO_AWAIT_FUTURE(c, &op->w.fut);
+        if (c->rc < 0) {
+            coro__queue_giveup(c->loop, &q->getters, &op->w, !coro_queue_empty(q));
+            CORO_FAIL(c, c->rc);
+        }
+    }
+    CORO_RETURN(c, coro_queue_get_nowait(c->loop, q, op->out));
+    CORO_END(c);
+}
+
+/* Puts an item (copied when it goes in; keep it valid until then), waiting
+ * for room in FIFO order. */
+CORO_API coro_frame *coro_queue_put(coro_queue_op *op, coro_queue *q, const void *item)
+{
+    op->q = q;
+    op->in = item;
+    return coro_frame_init(&op->co, coro__queue_put_fn);
+}
+
+/* Gets an item into `out` (may be NULL), waiting for one in FIFO order. */
+CORO_API coro_frame *coro_queue_get(coro_queue_op *op, coro_queue *q, void *out)
+{
+    op->q = q;
+    op->out = out;
+    return coro_frame_init(&op->co, coro__queue_get_fn);
+}
+
+/* Fast-path forms: no child frame when the queue has room / an item. */
+#define CORO_QUEUE_PUT(c, op, q, item)                                         \
+    do {                                                                       \
+        if (!coro_queue_full(q))                                               \
+            (c)->rc = coro_queue_put_nowait((c)->loop, q, item);               \
+        else                                                                   \
+            CORO_AWAIT(c, coro_queue_put(op, q, item));                        \
+    } while (0)
+
+#define CORO_QUEUE_GET(c, op, q, out)                                          \
+    do {                                                                       \
+        if (!coro_queue_empty(q))                                              \
+            (c)->rc = coro_queue_get_nowait((c)->loop, q, out);                \
+        else                                                                   \
+            CORO_AWAIT(c, coro_queue_get(op, q, out));                         \
+    } while (0)
+
+/* Waits until every item put has been marked done (at once if none): the
+ * queue's "finished" event is set exactly when nothing is unfinished. */
+CORO_API coro_frame *coro_queue_join(coro_event_op *op, coro_queue *q)
+{
+    return coro_event_wait(op, &q->finished);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Job scheduler (aiojobs)                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* At most `limit` jobs run at once; more wait in a pending FIFO and start
+ * as running ones end. Cancel-safety: a cancelled (or failed) job frees its
+ * slot and the next pending job starts. */
+typedef struct coro_sched {
+    coro__link active, pending;
+    uint32_t limit, nactive, npending;
+    uint8_t closed, waiting;
+    coro_future idle; /* completed when the last job ends, if `waiting` */
+} coro_sched;
+
+/* A job: its task, the scheduler's callback on it, its place in a list. */
+typedef struct coro_job {
+    coro_task task;
+    coro_call cb;
+    coro__link link;
+    coro_frame *frame;
+    coro_sched *s;
+    uint8_t state;
+} coro_job;
+
+#define CORO_JOB_PENDING 1
+#define CORO_JOB_ACTIVE 2
+#define CORO_JOB_DONE 3    /* ran; its task holds the outcome        */
+#define CORO_JOB_DROPPED 4 /* closed while pending: it never started */
+
+typedef struct coro_sched_op {
+    coro_frame co;
+    coro_sched *s;
+    coro_timeout tm;
+    int64_t timeout;
+    int close;
+} coro_sched_op;
+
+/* CORO_EINVAL if limit is 0. */
+CORO_API int coro_sched_init(coro_sched *s, unsigned limit)
+{
+    if (!limit) return CORO_EINVAL;
+    coro__link_init(&s->active);
+    coro__link_init(&s->pending);
+    s->limit = limit;
+    s->nactive = s->npending = 0;
+    s->closed = s->waiting = 0;
+    coro_future_init(&s->idle);
+    return 0;
+}
+
+CORO_API unsigned coro_sched_active(const coro_sched *s)
+{
+    return s->nactive;
+}
+
+CORO_API unsigned coro_sched_pending(const coro_sched *s)
+{
+    return s->npending;
+}
+
+CORO_API coro_job *coro__job_of(coro__link *l)
+{
+    return CORO__CONTAINER(coro_job, link, l);
+}
+
+CORO_API void coro__job_done(coro_loop *L, void *arg);
+
+CORO_API void coro__job_start(coro_loop *L, coro_sched *s, coro_job *j)
+{
+    j->state = CORO_JOB_ACTIVE;
+    coro__link_add(&s->active, &j->link);
+    s->nactive++;
+    coro_spawn(L, &j->task, j->frame);
+    coro_future_add_done_callback(L, &j->task.fut, &j->cb, coro__job_done, j);
+}
+
+CORO_API void coro__sched_check_idle(coro_loop *L, coro_sched *s)
+{
+    if (s->waiting && !s->nactive && !s->npending && !coro_future_done(&s->idle))
+        coro_future_set_result(L, &s->idle, 0);
+}
+
+CORO_API void coro__job_done(coro_loop *L, void *arg)
+{
+    coro_job *j = (coro_job *)arg;
+    coro_sched *s = j->s;
+    j->state = CORO_JOB_DONE;
+    coro__link_del(&j->link);
+    s->nactive--;
+    if (!s->closed && s->npending) {
+        coro_job *next = coro__job_of(s->pending.next);
+        coro__link_del(&next->link);
+        s->npending--;
+        coro__job_start(L, s, next);
+    }
+    coro__sched_check_idle(L, s);
+}
+
+/* Runs `frame` as a job: now if fewer than `limit` run, else when a slot
+ * frees (FIFO). The job record is caller-owned until the job is done or
+ * dropped. CORO_EINVAL once the scheduler is closed. */
+CORO_API int coro_sched_spawn(coro_loop *L, coro_sched *s, coro_job *j,
+                              coro_frame *frame)
+{
+    if (s->closed) return CORO_EINVAL;
+    j->frame = frame;
+    j->s = s;
+    if (s->nactive < s->limit) {
+        coro__job_start(L, s, j);
+    } else {
+        j->state = CORO_JOB_PENDING;
+        coro__link_add(&s->pending, &j->link);
+        s->npending++;
+    }
+    return 0;
+}
+
+CORO_API int coro_job_state(const coro_job *j)
+{
+    return j->state;
+}
+
+CORO_API int coro__sched_fn(coro_ctx *c)
+{
+    coro_sched_op *op = CORO_SELF(c, coro_sched_op);
+    coro_sched *s = op->s;
+    CORO_BEGIN(c);
+    if (op->close) {
+        s->closed = 1;
+        while (s->npending) { /* never started: dropped */
+            coro_job *j = coro__job_of(s->pending.next);
+            coro__link_del(&j->link);
+            j->state = CORO_JOB_DROPPED;
+            s->npending--;
+        }
+        for (coro__link *l = s->active.next; l != &s->active; l = l->next)
+            coro_task_cancel(c->loop, &coro__job_of(l)->task);
+    }
+    if (!s->nactive && !s->npending) CORO_RETURN(c, 0);
+    coro_future_init(&s->idle);
+    s->waiting = 1;
+    coro__memset(&op->tm, 0, sizeof op->tm);
+    coro_timeout_enter(c, &op->tm, op->timeout);
+    CORO_AWAIT_FUTURE(c, &s->idle);
+    s->waiting = 0;
+    CORO_RETURN(c, coro_timeout_exit(c, &op->tm, c->rc));
+    CORO_END(c);
+}
+
+/* Waits until no job is running or pending; c->rc = 0, or CORO_ETIMEDOUT
+ * after `timeout` ns (CORO_NEVER: no limit); jobs keep running. */
+CORO_API coro_frame *coro_sched_wait(coro_sched_op *op, coro_sched *s, int64_t timeout)
+{
+    op->s = s;
+    op->timeout = timeout;
+    op->close = 0;
+    return coro_frame_init(&op->co, coro__sched_fn);
+}
+
+/* Closes the scheduler: drops pending jobs, cancels running ones and
+ * waits up to `grace` ns for them to end (c->rc = 0, or CORO_ETIMEDOUT if
+ * some still run: they keep their cancellation and end later). */
+CORO_API coro_frame *coro_sched_close(coro_sched_op *op, coro_sched *s, int64_t grace)
+{
+    op->s = s;
+    op->timeout = grace;
+    op->close = 1;
+    return coro_frame_init(&op->co, coro__sched_fn);
+}
+
+#endif /* CORO_SYNC_H */
