@@ -27,8 +27,17 @@ SAN_TESTS   := $(addprefix $(BUILD)/test/asan/,$(TESTS))
 EXAMPLE_BINS:= $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 BENCH_BINS  := $(addprefix $(BUILD)/bench/,$(BENCHES))
 
-.PHONY: all test bench install clean check-headers
-all: $(PLAIN_TESTS) $(SAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS)
+.PHONY: all test bench install clean check-headers conformance
+all: $(PLAIN_TESTS) $(SAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
+     $(BUILD)/scenario-asan
+
+# The conformance interpreter (test/conformance): plain and sanitized.
+$(BUILD)/scenario: test/conformance/scenario.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(PLAIN) $< -o $@
+$(BUILD)/scenario-asan: test/conformance/scenario.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(SAN) $< -o $@
 
 $(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h
 	@mkdir -p $(@D)

@@ -189,7 +189,7 @@ struct coro_loop {
 
 /* Task flags (h.flags) and what a task waits on (CORO__W_*, 3 bits). */
 #define CORO__T_MUST_CANCEL 0x01u /* deliver ECANCELED at the next step      */
-#define CORO__T_HOP 0x02u         /* its sleep timer fired: re-queue once    */
+#define CORO__T_POISONED 0x02u    /* awaited itself: awaits of it now fail   */
 #define CORO__T_RETRIEVED 0x04u   /* its error has been read                 */
 #define CORO__T_MARK 0x08u        /* scratch: cancel in progress, dedupe     */
 #define CORO__T_WAIT 0x70u
@@ -201,6 +201,7 @@ struct coro_loop {
 #define CORO__W_SLEEP 0x40u  /* its own timer                             */
 #define CORO__W_WOKEN 0x50u  /* sleep ended by cancellation: ECANCELED    */
 #define CORO__W_SELF 0x60u   /* awaited itself: EDEADLK                   */
+#define CORO__W_HOP 0x70u    /* its sleep timer fired: re-queue once      */
 
 /* Call flags. */
 #define CORO__C_ARMED 0x01u  /* in the timer tree */
@@ -716,13 +717,12 @@ CORO_API int coro__cancel_future(coro_loop *L, coro_future *f)
 CORO_API int coro__cancel_wait(coro_loop *L, coro_task *t, unsigned w)
 {
     switch (w) {
+    case CORO__W_HOP: /* its timer fired; the wake-up had not run */
     case CORO__W_SLEEP:
-        if (t->h.flags & CORO__T_HOP) {
-            coro__q_unlink(&t->h); /* its timer fired; the wake-up had not run */
-            t->h.flags &= (uint8_t)~CORO__T_HOP;
-        } else {
+        if (w == CORO__W_HOP)
+            coro__q_unlink(&t->h);
+        else
             coro__timer_remove(L, &t->h);
-        }
         t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_WOKEN);
         coro__schedule(L, &t->h);
         return 1;
@@ -828,7 +828,9 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
 {
     int rc = root->rc;
     unsigned st;
-    if ((t->h.flags & CORO__T_MUST_CANCEL) || rc == CORO_ECANCELED) {
+    /* asyncio: a cancellation requested during the last step turns a
+     * return into cancellation, but an error escaping stays the error. */
+    if (rc == CORO_ECANCELED || (rc >= 0 && (t->h.flags & CORO__T_MUST_CANCEL))) {
         st = CORO_FUTURE_CANCELLED;
         rc = CORO_ECANCELED;
     } else {
@@ -838,7 +840,8 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
     t->h.aux = (void *)(uintptr_t)root->name;
     coro__link_del(&t->link);
     L->ntasks--;
-    if (st == CORO_FUTURE_ERROR) coro__link_add(&L->unretrieved, &t->link);
+    if (st == CORO_FUTURE_ERROR && !(t->h.flags & CORO__T_RETRIEVED))
+        coro__link_add(&L->unretrieved, &t->link);
     coro__future_finish(L, &t->fut, st, rc);
     if (t->h.flags & CORO__T_SHUTDOWN) {
         t->h.flags &= (uint8_t)~CORO__T_SHUTDOWN;
@@ -855,10 +858,10 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
 /* One step: resume the leaf frame with what woke the task. */
 CORO_API void coro__task_step(coro_loop *L, coro_task *t)
 {
-    if (t->h.flags & CORO__T_HOP) {
+    if ((t->h.flags & CORO__T_WAIT) == CORO__W_HOP) {
         /* The sleep timer fired last iteration: like asyncio's timer
          * callback completing the sleep future, re-queue the wake-up. */
-        t->h.flags &= (uint8_t)~(CORO__T_HOP | CORO__T_WAIT);
+        t->h.flags &= (uint8_t)~CORO__T_WAIT;
         coro__schedule(L, &t->h);
         return;
     }
@@ -926,18 +929,25 @@ CORO_API void coro__park(coro_ctx *c, coro_future *f, unsigned kind, void *on)
     }
 }
 
-/* Returns 1 if the task parked, 0 if the task was done (c->rc set). */
+/* Returns 1 if the task parked, 0 if the await is over (c->rc set). */
 CORO_API int coro__await_task(coro_ctx *c, coro_task *other)
 {
     coro_task *t = coro__running(c);
-    if (other == t) { /* asyncio: RuntimeError on the next step */
-        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_SELF);
-        coro__schedule(c->loop, &t->h);
-        return 1;
-    }
     if (coro_task_done(other)) {
         c->rc = coro_task_result(other);
         return 0;
+    }
+    if (other->h.flags & CORO__T_POISONED) {
+        /* CPython 3.13: a task that awaited itself keeps its future's
+         * "blocking" flag set, and every later await of it, while it is
+         * pending, fails at once ("await wasn't used with future"). */
+        c->rc = CORO_EDEADLK;
+        return 0;
+    }
+    if (other == t) { /* asyncio: RuntimeError on the next step */
+        t->h.flags = (uint8_t)((t->h.flags & ~CORO__T_WAIT) | CORO__W_SELF | CORO__T_POISONED);
+        coro__schedule(c->loop, &t->h);
+        return 1;
     }
     coro__park(c, &other->fut, CORO__W_TASK, other);
     return 1;
@@ -1196,7 +1206,7 @@ CORO_API void coro__fire_timers(coro_loop *L)
     while ((h = coro__timer_first(L)) != NULL && h->when <= now) {
         coro__timer_remove(L, h);
         if (h->kind == CORO__H_TASK)
-            h->flags |= CORO__T_HOP;
+            h->flags = (uint8_t)((h->flags & ~CORO__T_WAIT) | CORO__W_HOP);
         else
             h->flags = CORO__C_QUEUED;
         coro__schedule(L, h);
@@ -1451,7 +1461,8 @@ typedef struct coro_gather_item {
  * CORO_RETURN_EXCEPTIONS is not set; the other children keep running.
  * Cancelling the awaiting task cancels every child, and the gather then
  * ends with CORO_ECANCELED whatever the children did. Per-child outcomes:
- * coro_gather_result(). */
+ * coro_gather_result(). Once the gather is done its items are free again
+ * (an early failure detaches them from the children still running). */
 struct coro_gather {
     coro_waitable outer;
     coro_gather_item *items;
@@ -1461,6 +1472,22 @@ struct coro_gather {
 
 #define CORO_RETURN_EXCEPTIONS 1u
 #define CORO__G_CANCEL_REQUESTED 2u
+
+/* The gather ended before some children: asyncio leaves its callback on
+ * them, and it only marks their errors as read when they end. Do that now
+ * and drop the callbacks, so the caller's items may be reused at once. */
+CORO_API void coro__gather_detach(coro_loop *L, coro_gather *g)
+{
+    for (uint32_t i = 0; i < g->n; i++) {
+        coro_gather_item *it = &g->items[i];
+        if (!it->g) continue;
+        coro_future_remove_done_callback(L, it->fut, &it->cb);
+        if (!coro_future_done(it->fut) && (it->fut->cbs & CORO__FK_TASK))
+            coro__task_of_future(it->fut)->h.flags |= CORO__T_RETRIEVED;
+        else
+            coro__retrieve(it->fut);
+    }
+}
 
 CORO_API void coro__gather_cb(coro_loop *L, void *arg)
 {
@@ -1476,6 +1503,7 @@ CORO_API void coro__gather_cb(coro_loop *L, void *arg)
         unsigned st = coro_future_state(f);
         if (st == CORO_FUTURE_CANCELLED || st == CORO_FUTURE_ERROR) {
             coro__future_finish(L, &g->outer.fut, CORO_FUTURE_ERROR, coro__outcome(f));
+            coro__gather_detach(L, g);
             return;
         }
     }
@@ -1822,7 +1850,8 @@ CORO_API coro_frame *coro_wait_for_init(coro_wait_for *w, coro_future *fut,
 /* asyncio.shield: returns a future that follows `inner` but whose
  * cancellation (e.g. of the task awaiting it) does not reach `inner`.
  * Returns inner itself if it is already done. For a task inner, the outer
- * future's value is the task's result. */
+ * future's value is the task's result. The record is free again once the
+ * awaiting task resumes. */
 typedef struct coro_shield {
     coro_future outer;
     coro_call inner_cb, outer_cb;
@@ -1849,11 +1878,16 @@ CORO_API void coro__shield_inner_done(coro_loop *L, void *arg)
                             (s->inner->cbs & CORO__FK_TASK) ? rc : s->inner->value);
 }
 
+/* Runs before the awaiting task resumes: after it, the record is the
+ * caller's again, so the inner callback must be gone. asyncio removes it
+ * only while inner is pending; a callback already scheduled would then
+ * merely mark inner's error as read, which is done here instead. */
 CORO_API void coro__shield_outer_done(coro_loop *L, void *arg)
 {
     coro_shield *s = (coro_shield *)arg;
-    if (!coro_future_done(s->inner))
-        coro_future_remove_done_callback(L, s->inner, &s->inner_cb);
+    if (coro_future_remove_done_callback(L, s->inner, &s->inner_cb) &&
+        coro_future_done(s->inner) && !coro_future_cancelled(s->inner))
+        coro__retrieve(s->inner);
 }
 
 CORO_API coro_future *coro_shield_start(coro_loop *L, coro_shield *s,
@@ -2196,7 +2230,8 @@ CORO_API const char *coro__wait_name(const coro_loop *L, const coro_task *t)
     case CORO__W_FUTURE: return "waiting on a future";
     case CORO__W_TASK: return "waiting on a task";
     case CORO__W_CUSTOM: return "waiting on an operation";
-    case CORO__W_SLEEP: return (t->h.flags & CORO__T_HOP) ? "waking" : "sleeping";
+    case CORO__W_SLEEP: return "sleeping";
+    case CORO__W_HOP: return "waking";
     default: return "ready";
     }
 }

@@ -991,3 +991,54 @@ TEST(cancel_around_await_cycle_is_reported_not_looped)
     CHECK_EQ(coro_loop_run_forever(&L), CORO_EDEADLK); /* still stuck, not hung */
     coro_loop_close(&L);
 }
+
+/* ---- CPython 3.13: after a task awaited itself, awaiting it fails at
+ * once while it is pending (its future's "blocking" flag stays set):
+ *   a: try: await a   -> RuntimeError('Task cannot await on itself')
+ *   later: await a    -> RuntimeError("await wasn't used with future") */
+struct selfish {
+    coro_frame co;
+    coro_task *target;
+    int second;
+};
+
+static int selfish_fn(coro_ctx *c)
+{
+    CORO_BEGIN(c);
+    CORO_AWAIT_TASK(c, c->task);
+    TRACE("a:%d", c->rc);
+    CORO_AWAIT_TASK(c, c->task); /* fails at once this time */
+    TRACE("a2:%d", c->rc);
+    CORO_SLEEP(c, CORO_MS(10));
+    CORO_RETURN(c, 3);
+    CORO_END(c);
+}
+
+static int later_fn(coro_ctx *c)
+{
+    struct selfish *f = CORO_SELF(c, struct selfish);
+    CORO_BEGIN(c);
+    CORO_YIELD(c);
+    CORO_AWAIT_TASK(c, f->target);
+    TRACE("later:%d", c->rc);
+    CORO_SLEEP(c, CORO_MS(20));
+    CORO_AWAIT_TASK(c, f->target); /* done by now: its result */
+    TRACE("done:%d", c->rc);
+    CORO_END(c);
+}
+
+TEST(awaiting_a_task_that_awaited_itself_fails_at_once)
+{
+    coro_loop L;
+    coro_task a, b;
+    struct selfish fa, fb;
+    memset(&fa, 0, sizeof fa);
+    memset(&fb, 0, sizeof fb);
+    fb.target = &a;
+    test_loop(&L);
+    coro_spawn(&L, &a, coro_frame_init(&fa.co, selfish_fn));
+    coro_spawn(&L, &b, coro_frame_init(&fb.co, later_fn));
+    coro_loop_run_until_complete(&L, &b);
+    CHECK_TRACE("a:-35 a2:-35 later:-35 done:3");
+    coro_loop_close(&L);
+}
