@@ -27,7 +27,7 @@ SAN_TESTS   := $(addprefix $(BUILD)/test/asan/,$(TESTS))
 EXAMPLE_BINS:= $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 BENCH_BINS  := $(addprefix $(BUILD)/bench/,$(BENCHES))
 
-.PHONY: all test bench install clean check-headers conformance
+.PHONY: all test bench install clean check-headers conformance fuzz
 all: $(PLAIN_TESTS) $(SAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
      $(BUILD)/scenario-asan
 
@@ -73,6 +73,25 @@ $(BUILD)/bench/%: bench/%.c $(HDRS) bench/bench.h
 
 check-headers:
 	@sh test/check_headers.sh
+
+# Differential conformance against CPython asyncio: every shipped scenario,
+# then N random ones from seed SEED (make conformance N=5000 SEED=1).
+N    ?= 1000
+SEED ?= 1
+conformance: $(BUILD)/scenario $(BUILD)/scenario-asan
+	@sh test/conformance/run.sh $(N) $(SEED)
+
+# libFuzzer over the interpreter (clang, libclang-rt-14-dev); RUNS inputs.
+RUNS ?= 1000000
+$(BUILD)/fuzz-scenario: test/conformance/fuzz.c test/conformance/scenario.c $(HDRS)
+	@mkdir -p $(@D)
+	clang -std=c11 -g -O1 -I. -DSCENARIO_NO_MAIN -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all test/conformance/fuzz.c test/conformance/scenario.c -o $@
+fuzz: $(BUILD)/fuzz-scenario
+	@mkdir -p $(BUILD)/fuzz-corpus
+	@cp test/conformance/scenarios/*.co test/conformance/scenarios/reject/*.co $(BUILD)/fuzz-corpus/
+	$(BUILD)/fuzz-scenario -runs=$(RUNS) -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+	    -print_final_stats=1 $(BUILD)/fuzz-corpus
 
 test: all
 	@sh test/run.sh

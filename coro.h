@@ -59,10 +59,12 @@
 #include <stdint.h>
 #if defined(__GNUC__) || defined(__clang__)
 #define coro__memset __builtin_memset
+#define coro__memcpy __builtin_memcpy
 #define coro__strlen __builtin_strlen
 #else
 #include <string.h>
 #define coro__memset memset
+#define coro__memcpy memcpy
 #define coro__strlen strlen
 #endif
 

@@ -142,6 +142,7 @@ struct coro_backend {
      * and nothing could ever arrive, or another error. */
     int (*poll)(coro_backend *b, coro_loop *L, int64_t timeout);
     void (*close)(coro_backend *b, coro_loop *L); /* may be NULL */
+    int quiet; /* no events to poll: the loop skips zero-timeout polls */
 };
 
 /* A diagnostic: passed to the loop's report handler. */
@@ -1032,6 +1033,7 @@ CORO_API coro_backend *coro_virtual_init(coro_virtual *v, int64_t start)
     v->base.now = coro__virtual_now;
     v->base.poll = coro__virtual_poll;
     v->base.close = NULL;
+    v->base.quiet = 1;
     v->now = start;
     return &v->base;
 }
@@ -1075,6 +1077,7 @@ CORO_API coro_backend *coro_user_clock_init(coro_user_clock *u,
     u->base.now = coro__user_now;
     u->base.poll = coro__user_poll;
     u->base.close = NULL;
+    u->base.quiet = 1;
     u->now = now;
     u->idle = idle;
     u->arg = arg;
@@ -1110,6 +1113,7 @@ CORO_API void coro__posix_backend(coro_backend *b)
     b->now = coro__posix_now;
     b->poll = coro__posix_poll;
     b->close = NULL;
+    b->quiet = 1;
 }
 
 /* The default report handler: one line on stderr. */
@@ -1251,20 +1255,21 @@ CORO_API int64_t coro__poll_timeout(coro_loop *L)
  * the backend can never deliver an event. */
 CORO_API int coro_loop_run_once(coro_loop *L)
 {
-    int rc = L->backend->poll(L->backend, L, coro__poll_timeout(L));
-    if (rc < 0 && coro__q_empty(&L->ready) && !L->timers) {
-        L->flags |= CORO__L_DEADLOCK;
-        return rc;
+    int64_t timeout = coro__poll_timeout(L);
+    if (timeout != 0 || !L->backend->quiet) {
+        int rc = L->backend->poll(L->backend, L, timeout);
+        if (rc < 0 && coro__q_empty(&L->ready) && !L->timers) {
+            L->flags |= CORO__L_DEADLOCK;
+            return rc;
+        }
     }
     coro__fire_timers(L);
     coro_handle batch;
     coro__q_take(&batch, &L->ready);
-    while (!coro__q_empty(&batch)) {
-        coro_handle *h = coro__q_pop(&batch);
-        if (L->slow)
-            coro__dispatch_timed(L, h);
-        else
-            coro__dispatch(L, h);
+    if (L->slow) {
+        while (!coro__q_empty(&batch)) coro__dispatch_timed(L, coro__q_pop(&batch));
+    } else {
+        while (!coro__q_empty(&batch)) coro__dispatch(L, coro__q_pop(&batch));
     }
     return 0;
 }
@@ -1609,8 +1614,10 @@ CORO_API void coro__wait_cb(coro_loop *L, void *arg)
 {
     coro_wait_item *it = (coro_wait_item *)arg;
     coro_wait *w = it->w;
+    /* asyncio's condition, short-circuit included: the error of the last
+     * future is not read (so it may still be reported as never read). */
     int fire = --w->counter <= 0 || w->return_when == CORO_FIRST_COMPLETED;
-    if (w->return_when == CORO_FIRST_EXCEPTION &&
+    if (!fire && w->return_when == CORO_FIRST_EXCEPTION &&
         coro_future_state(it->fut) == CORO_FUTURE_ERROR) {
         coro__retrieve(it->fut);
         fire = 1;
@@ -1730,6 +1737,7 @@ CORO_API int coro_timeout_enter_at(coro_ctx *c, coro_timeout *t, int64_t when)
 /* Enters a scope that expires `delay` ns from now (CORO_NEVER: never). */
 CORO_API int coro_timeout_enter(coro_ctx *c, coro_timeout *t, int64_t delay)
 {
+    if (!c->task) return CORO_EINVAL;
     int64_t when = delay == CORO_NEVER ? CORO_NEVER
                                        : coro__add_time(coro_loop_time(c->loop), delay);
     return coro_timeout_enter_at(c, t, when);
@@ -1996,10 +2004,7 @@ CORO_API int coro__ac_next_fn(coro_ctx *c)
     while (!ac->head && !ac->timeouts) { /* asyncio.Queue.get */
         coro_future_init(&ac->getter);
         CORO_AWAIT_FUTURE(c, &ac->getter);
-        if (c->rc < 0) {
-            ac->left++;
-            CORO_FAIL(c, c->rc);
-        }
+        CORO_CHECK(c); /* cancelled: the slot is used up, like asyncio's */
     }
     if (!ac->head) {
         ac->timeouts--;
@@ -2074,6 +2079,7 @@ struct coro_group {
 #define CORO__TG_PARENT_CANCEL 0x08u /* the group cancelled its parent */
 #define CORO__TG_WAITING 0x10u       /* `done` is live */
 #define CORO__TG_PROPAGATE 0x20u     /* a cancellation to propagate */
+#define CORO__TG_FINISHED 0x40u      /* exited: spawns refused, may re-enter */
 
 CORO_API coro_group_task *coro__member_of(coro__link *l)
 {
@@ -2122,11 +2128,13 @@ CORO_API void coro__group_child_done(coro_loop *L, void *arg)
 }
 
 /* Enters a group in the running task. errors: caller array of max_errors
- * (may be NULL/0 to only count them). CORO_EINVAL outside a task. */
+ * (may be NULL/0 to only count them). CORO_EINVAL outside a task or if the
+ * group is entered and not yet exited. Zero the record before its first
+ * use; once exited it may be entered again. */
 CORO_API int coro_group_enter(coro_ctx *c, coro_group *g, int *errors,
                               unsigned max_errors)
 {
-    if (!c->task) return CORO_EINVAL;
+    if (!c->task || (g->flags & CORO__TG_ENTERED)) return CORO_EINVAL;
     coro__memset(g, 0, sizeof *g);
     g->parent = c->task;
     coro__link_init(&g->members);
@@ -2185,6 +2193,8 @@ CORO_API int coro__group_exit_fn(coro_ctx *c)
         CORO_FAIL(c, CORO_EGROUP);
     }
     CORO_RETURN(c, g->body_rc);
+    CORO_FINALLY(c);
+    g->flags = CORO__TG_FINISHED;
     CORO_END(c);
 }
 
@@ -2193,6 +2203,12 @@ CORO_API coro_frame *coro_group_exit(coro_group *g, int body_rc)
 {
     g->body_rc = body_rc;
     return coro_frame_init(&g->co, coro__group_exit_fn);
+}
+
+/* Children not finished yet (asyncio's len(tg._tasks)). */
+CORO_API unsigned coro_group_task_count(const coro_group *g)
+{
+    return g->ntasks;
 }
 
 /* Errors collected (may exceed max_errors; only that many are stored). */

@@ -779,11 +779,20 @@ CORO_API void coro__q_swap(coro_queue *q, uint32_t i, uint32_t j)
     }
 }
 
+/* Copies an item; the common sizes become a single load and store. (The
+ * pointers are hidden from the optimizer so that gcc's -Warray-bounds does
+ * not judge the branches a smaller item never takes.) */
 CORO_API void coro__q_copy(void *dst, const void *src, uint32_t n)
 {
-    unsigned char *d = (unsigned char *)dst;
-    const unsigned char *s = (const unsigned char *)src;
-    while (n--) *d++ = *s++;
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+r"(dst), "+r"(src));
+#endif
+    if (n == 8)
+        coro__memcpy(dst, src, 8);
+    else if (n == 4)
+        coro__memcpy(dst, src, 4);
+    else
+        coro__memcpy(dst, src, n);
 }
 
 /* A binary min-heap by cmp, like heapq. */
@@ -811,7 +820,8 @@ CORO_API void coro__heap_down(coro_queue *q, uint32_t i)
 
 CORO_API void coro__queue_push(coro_queue *q, const void *item)
 {
-    uint32_t at = q->kind == CORO_FIFO ? (q->head + q->count) % q->capacity : q->count;
+    uint32_t at = q->count;
+    if (q->kind == CORO_FIFO && (at += q->head) >= q->capacity) at -= q->capacity;
     coro__q_copy(coro__q_slot(q, at), item, q->size);
     q->count++;
     if (q->kind == CORO_PRIO) coro__heap_up(q, at);
@@ -823,7 +833,7 @@ CORO_API void coro__queue_pop(coro_queue *q, void *out)
     if (out) coro__q_copy(out, coro__q_slot(q, at), q->size);
     q->count--;
     if (q->kind == CORO_FIFO) {
-        q->head = (q->head + 1) % q->capacity;
+        if (++q->head == q->capacity) q->head = 0;
     } else if (q->kind == CORO_PRIO && q->count) {
         coro__q_copy(coro__q_slot(q, 0), coro__q_slot(q, q->count), q->size);
         coro__heap_down(q, 0);
@@ -954,21 +964,52 @@ CORO_API coro_frame *coro_queue_get(coro_queue_op *op, coro_queue *q, void *out)
     return coro_frame_init(&op->co, coro__queue_get_fn);
 }
 
-/* Fast-path forms: no child frame when the queue has room / an item. */
-#define CORO_QUEUE_PUT(c, op, q, item)                                         \
+/* The same operations waiting inline, in the caller's frame (no child
+ * frame): the statements of coro__queue_put_fn / _get_fn, in a macro. */
+#define CORO_QUEUE_PUT(c, op, queue, item)                                     \
     do {                                                                       \
-        if (!coro_queue_full(q))                                               \
-            (c)->rc = coro_queue_put_nowait((c)->loop, q, item);               \
-        else                                                                   \
-            CORO_AWAIT(c, coro_queue_put(op, q, item));                        \
+        (op)->q = (queue);                                                     \
+        (op)->in = (item);                                                     \
+        for (;;) {                                                             \
+            if (!coro_queue_full((op)->q)) {                                   \
+                (c)->rc = coro_queue_put_nowait((c)->loop, (op)->q, (op)->in); \
+                break;                                                         \
+            }                                                                  \
+            if ((op)->q->shutdown) {                                           \
+                (c)->rc = CORO_ESHUTDOWN;                                      \
+                break;                                                         \
+            }                                                                  \
+            coro__waiter_add(&(op)->q->putters, &(op)->w);                     \
+            CORO_AWAIT_FUTURE(c, &(op)->w.fut);                                \
+            if ((c)->rc < 0) {                                                 \
+                coro__queue_giveup((c)->loop, &(op)->q->putters, &(op)->w,     \
+                                   !coro_queue_full((op)->q));                 \
+                break;                                                         \
+            }                                                                  \
+        }                                                                      \
     } while (0)
 
-#define CORO_QUEUE_GET(c, op, q, out)                                          \
+#define CORO_QUEUE_GET(c, op, queue, outp)                                     \
     do {                                                                       \
-        if (!coro_queue_empty(q))                                              \
-            (c)->rc = coro_queue_get_nowait((c)->loop, q, out);                \
-        else                                                                   \
-            CORO_AWAIT(c, coro_queue_get(op, q, out));                         \
+        (op)->q = (queue);                                                     \
+        (op)->out = (outp);                                                    \
+        for (;;) {                                                             \
+            if (!coro_queue_empty((op)->q)) {                                  \
+                (c)->rc = coro_queue_get_nowait((c)->loop, (op)->q, (op)->out); \
+                break;                                                         \
+            }                                                                  \
+            if ((op)->q->shutdown) {                                           \
+                (c)->rc = CORO_ESHUTDOWN;                                      \
+                break;                                                         \
+            }                                                                  \
+            coro__waiter_add(&(op)->q->getters, &(op)->w);                     \
+            CORO_AWAIT_FUTURE(c, &(op)->w.fut);                                \
+            if ((c)->rc < 0) {                                                 \
+                coro__queue_giveup((c)->loop, &(op)->q->getters, &(op)->w,     \
+                                   !coro_queue_empty((op)->q));                \
+                break;                                                         \
+            }                                                                  \
+        }                                                                      \
     } while (0)
 
 /* Waits until every item put has been marked done (at once if none): the
@@ -987,9 +1028,9 @@ CORO_API coro_frame *coro_queue_join(coro_event_op *op, coro_queue *q)
  * slot and the next pending job starts. */
 typedef struct coro_sched {
     coro__link active, pending;
+    coro__link waiters; /* coro_sched_wait/close callers, until idle */
     uint32_t limit, nactive, npending;
-    uint8_t closed, waiting;
-    coro_future idle; /* completed when the last job ends, if `waiting` */
+    uint8_t closed;
 } coro_sched;
 
 /* A job: its task, the scheduler's callback on it, its place in a list. */
@@ -1010,6 +1051,7 @@ typedef struct coro_job {
 typedef struct coro_sched_op {
     coro_frame co;
     coro_sched *s;
+    coro_waiter w;
     coro_timeout tm;
     int64_t timeout;
     int close;
@@ -1021,10 +1063,10 @@ CORO_API int coro_sched_init(coro_sched *s, unsigned limit)
     if (!limit) return CORO_EINVAL;
     coro__link_init(&s->active);
     coro__link_init(&s->pending);
+    coro__link_init(&s->waiters);
     s->limit = limit;
     s->nactive = s->npending = 0;
-    s->closed = s->waiting = 0;
-    coro_future_init(&s->idle);
+    s->closed = 0;
     return 0;
 }
 
@@ -1054,10 +1096,14 @@ CORO_API void coro__job_start(coro_loop *L, coro_sched *s, coro_job *j)
     coro_future_add_done_callback(L, &j->task.fut, &j->cb, coro__job_done, j);
 }
 
+/* No job left: wake every waiter. */
 CORO_API void coro__sched_check_idle(coro_loop *L, coro_sched *s)
 {
-    if (s->waiting && !s->nactive && !s->npending && !coro_future_done(&s->idle))
-        coro_future_set_result(L, &s->idle, 0);
+    if (s->nactive || s->npending) return;
+    for (coro__link *l = s->waiters.next; l != &s->waiters; l = l->next) {
+        coro_waiter *w = coro__waiter_of(l);
+        if (!coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 0);
+    }
 }
 
 CORO_API void coro__job_done(coro_loop *L, void *arg)
@@ -1117,12 +1163,11 @@ CORO_API int coro__sched_fn(coro_ctx *c)
             coro_task_cancel(c->loop, &coro__job_of(l)->task);
     }
     if (!s->nactive && !s->npending) CORO_RETURN(c, 0);
-    coro_future_init(&s->idle);
-    s->waiting = 1;
+    coro__waiter_add(&s->waiters, &op->w);
     coro__memset(&op->tm, 0, sizeof op->tm);
     coro_timeout_enter(c, &op->tm, op->timeout);
-    CORO_AWAIT_FUTURE(c, &s->idle);
-    s->waiting = 0;
+    CORO_AWAIT_FUTURE(c, &op->w.fut);
+    coro__link_del(&op->w.link);
     CORO_RETURN(c, coro_timeout_exit(c, &op->tm, c->rc));
     CORO_END(c);
 }

@@ -52,5 +52,15 @@ done
 sh test/check_headers.sh >"$log" 2>&1
 add "$log" "check_headers" 0
 
+# Conformance with CPython asyncio: shipped scenarios (ASan+UBSan build),
+# plus 300 random ones when CPython >= 3.13 is here (else said skipped).
+sh test/conformance/run.sh 300 1 >"$log" 2>&1
+grep -E '^(FAIL|CRASH|TIMEOUT)' "$log" | head -20
+grep -q 'random part is skipped' "$log" && { echo "conformance: no CPython >= 3.13, random scenarios skipped"; S=$((S + 1)); }
+for line in $(grep -E '^conformance: [0-9]+ passed, [0-9]+ failed' "$log" | sed 's/conformance: \([0-9]*\) passed, \([0-9]*\) failed/\1:\2/'); do
+    P=$((P + ${line%%:*})); F=$((F + ${line##*:}))
+done
+grep -qE '^conformance: [0-9]+ passed' "$log" || { F=$((F + 1)); echo "FAIL conformance did not run"; tail -5 "$log"; }
+
 if [ "$S" -ne 0 ]; then echo "$P passed, $F failed, $S skipped"; else echo "$P passed, $F failed"; fi
 [ "$F" -eq 0 ]

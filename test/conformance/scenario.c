@@ -1275,6 +1275,7 @@ int scenario_run(const char *text, size_t len, char **out, size_t *outlen, char 
     R.clock.now = clock_now;
     R.clock.poll = clock_poll;
     R.clock.close = NULL;
+    R.clock.quiet = 1;
     coro_loop_init(&R.L, &R.clock);
     coro_loop_set_report(&R.L, on_report, NULL);
     R.objects = xcalloc((size_t)R.ndecls, sizeof *R.objects);
