@@ -20,6 +20,8 @@
  *     coro_spawn(c->loop, &t, child_frame)     create_task (runs later)
  *     coro_task_cancel(c->loop, &t)            request cancellation
  *   Time is int64_t nanoseconds: CORO_NS/US/MS/S(x), coro_loop_time(L).
+ *   Interrupt handlers: coro_signal_init(L, &s, fn, arg); from the ISR
+ *     coro_signal_raise(&s) (the one ISR/thread-safe call); fn runs in the loop.
  *
  *   Awaiting family (caller-owned records, no allocation):
  *     gather:   coro_gather_start(L, &g, items, futs, n, flags); CORO_AWAIT_GATHER(c, &g)
@@ -142,6 +144,9 @@ struct coro_backend {
      * and nothing could ever arrive, or another error. */
     int (*poll)(coro_backend *b, coro_loop *L, int64_t timeout);
     void (*close)(coro_backend *b, coro_loop *L); /* may be NULL */
+    /* Interrupts a poll in progress; may be called from an interrupt
+     * handler or another thread (coro_signal_raise). May be NULL. */
+    void (*wake)(coro_backend *b);
     int quiet; /* no events to poll: the loop skips zero-timeout polls */
 };
 
@@ -181,6 +186,7 @@ struct coro_loop {
     coro_report_fn *report;   /* diagnostics handler                     */
     void *report_arg;
     coro_call *shutdown_call; /* coro_run: fired when the last one ends  */
+    struct coro_signal *signals; /* registered interrupt signals         */
 };
 
 #define CORO__L_RUNNING 1u
@@ -1033,6 +1039,7 @@ CORO_API coro_backend *coro_virtual_init(coro_virtual *v, int64_t start)
     v->base.now = coro__virtual_now;
     v->base.poll = coro__virtual_poll;
     v->base.close = NULL;
+    v->base.wake = NULL;
     v->base.quiet = 1;
     v->now = start;
     return &v->base;
@@ -1077,6 +1084,7 @@ CORO_API coro_backend *coro_user_clock_init(coro_user_clock *u,
     u->base.now = coro__user_now;
     u->base.poll = coro__user_poll;
     u->base.close = NULL;
+    u->base.wake = NULL;
     u->base.quiet = 1;
     u->now = now;
     u->idle = idle;
@@ -1099,8 +1107,12 @@ CORO_API int coro__posix_poll(coro_backend *b, coro_loop *L, int64_t timeout)
 {
     struct timespec ts;
     (void)b;
-    (void)L;
-    if (timeout < 0) return CORO_EDEADLK;
+    if (timeout < 0 && !L->signals) return CORO_EDEADLK;
+    if (timeout < 0 || timeout > CORO_MS(1)) {
+        /* a raise from a signal handler interrupts nanosleep; one from
+         * another thread is seen within a millisecond */
+        if (L->signals) timeout = CORO_MS(1);
+    }
     if (timeout == 0) return 0;
     ts.tv_sec = (time_t)(timeout / 1000000000);
     ts.tv_nsec = (long)(timeout % 1000000000);
@@ -1113,6 +1125,7 @@ CORO_API void coro__posix_backend(coro_backend *b)
     b->now = coro__posix_now;
     b->poll = coro__posix_poll;
     b->close = NULL;
+    b->wake = NULL;
     b->quiet = 1;
 }
 
@@ -1239,10 +1252,97 @@ CORO_API void coro__dispatch_timed(coro_loop *L, coro_handle *h)
                      t ? "Executing task step" : "Executing callback", t, 0, dt);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Signals: the one entry point for interrupt handlers                     */
+/* ---------------------------------------------------------------------- */
+
+/* A signal lets an interrupt handler (or another thread) wake the loop:
+ * coro_signal_raise() only sets a flag, atomically, and calls the
+ * backend's wake hook if it has one; at its next iteration the loop sees
+ * the flag and schedules fn(L, arg) on the ready queue, where it may do
+ * anything (set an event, put an item, complete a future). Raises that
+ * happen before the callback runs are coalesced into one call.
+ * An idle hook that sleeps (WFI) should mask interrupts, check
+ * coro_loop_signal_pending(), and only then sleep, so that no raise is
+ * lost between the check and the sleep. */
+typedef struct coro_signal coro_signal;
+struct coro_signal {
+    coro_call call;
+    coro_signal *next;
+    coro_loop *loop;
+    volatile uint32_t raised;
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CORO__XCHG(p, v) __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL)
+#define CORO__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#define CORO__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#else /* single core, word stores atomic: enough for an interrupt handler */
+#define CORO__XCHG(p, v) coro__xchg_plain(p, v)
+#define CORO__STORE(p, v) (*(p) = (v))
+#define CORO__LOAD(p) (*(p))
+CORO_API uint32_t coro__xchg_plain(volatile uint32_t *p, uint32_t v)
+{
+    uint32_t old = *p;
+    *p = v;
+    return old;
+}
+#endif
+
+/* Registers a signal with L (from the loop's thread). */
+CORO_API void coro_signal_init(coro_loop *L, coro_signal *s, coro_callback *fn,
+                               void *arg)
+{
+    coro__call_prep(&s->call, fn, arg);
+    s->loop = L;
+    s->raised = 0;
+    s->next = L->signals;
+    L->signals = s;
+}
+
+/* Unregisters it (from the loop's thread); a pending callback is dropped. */
+CORO_API void coro_signal_remove(coro_loop *L, coro_signal *s)
+{
+    for (coro_signal **p = &L->signals; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    coro_call_cancel(L, &s->call);
+}
+
+/* Raises the signal. The only call allowed from an interrupt handler or
+ * another thread: lock-free, never blocks, touches nothing but the flag
+ * and the backend's wake hook. */
+CORO_API void coro_signal_raise(coro_signal *s)
+{
+    CORO__STORE(&s->raised, 1u);
+    coro_backend *b = s->loop->backend;
+    if (b->wake) b->wake(b);
+}
+
+/* Is any registered signal raised and not yet seen by the loop? */
+CORO_API int coro_loop_signal_pending(const coro_loop *L)
+{
+    for (const coro_signal *s = L->signals; s; s = s->next)
+        if (CORO__LOAD(&s->raised)) return 1;
+    return 0;
+}
+
+/* The poll step's share: raised signals become scheduled callbacks. */
+CORO_API void coro__collect_signals(coro_loop *L)
+{
+    for (coro_signal *s = L->signals; s; s = s->next)
+        if (CORO__LOAD(&s->raised) && CORO__XCHG(&s->raised, 0u) &&
+            !(s->call.h.flags & CORO__C_QUEUED))
+            coro_call_soon(L, &s->call, s->call.fn, s->call.arg);
+}
+
 /* How long the poll may wait: asyncio's _run_once rule. */
 CORO_API int64_t coro__poll_timeout(coro_loop *L)
 {
     if (!coro__q_empty(&L->ready) || (L->flags & CORO__L_STOPPING)) return 0;
+    if (L->signals && coro_loop_signal_pending(L)) return 0;
     coro_handle *first = coro__timer_first(L);
     if (!first) return -1;
     int64_t d = first->when - coro_loop_time(L);
@@ -1258,10 +1358,13 @@ CORO_API int coro_loop_run_once(coro_loop *L)
     int64_t timeout = coro__poll_timeout(L);
     if (timeout != 0 || !L->backend->quiet) {
         int rc = L->backend->poll(L->backend, L, timeout);
+        if (L->signals) coro__collect_signals(L);
         if (rc < 0 && coro__q_empty(&L->ready) && !L->timers) {
             L->flags |= CORO__L_DEADLOCK;
             return rc;
         }
+    } else if (L->signals) {
+        coro__collect_signals(L);
     }
     coro__fire_timers(L);
     coro_handle batch;

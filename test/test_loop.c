@@ -570,3 +570,127 @@ TEST(default_backend_and_report_handler)
     CHECK(L.report != NULL);
     coro_loop_close(&L);
 }
+
+/* ---- signals: the interrupt-handler entry point */
+struct irq_board {
+    int64_t now;
+    int ticks, fire_at;
+    coro_signal *sig;
+    int masked_checks;
+    coro_loop *L;
+};
+
+static int64_t irq_now(void *arg)
+{
+    return ((struct irq_board *)arg)->now;
+}
+
+/* An idle hook like a firmware's: mask interrupts, check for a pending
+ * signal, sleep (WFI) until the next tick; the "interrupt" on tick
+ * fire_at raises the signal as an ISR would. */
+static int irq_idle(void *arg, int64_t timeout)
+{
+    struct irq_board *b = (struct irq_board *)arg;
+    if (coro_loop_signal_pending(b->L)) {
+        b->masked_checks++;
+        return 0;
+    }
+    if (timeout < 0 && b->ticks >= b->fire_at + 5) return CORO_EDEADLK;
+    b->now += CORO_MS(1);
+    if (++b->ticks == b->fire_at) {
+        coro_signal_raise(b->sig);
+        coro_signal_raise(b->sig); /* coalesced with the first */
+    }
+    return 0;
+}
+
+static void irq_cb(coro_loop *L, void *arg)
+{
+    TRACE("irq@%ld", test_ms(L));
+    coro_future *f = (coro_future *)arg;
+    if (!coro_future_done(f)) coro_future_set_result(L, f, 7);
+}
+
+struct irq_waiter {
+    coro_frame co;
+    coro_future *f;
+};
+
+static int irq_waiter_fn(coro_ctx *c)
+{
+    struct irq_waiter *w = CORO_SELF(c, struct irq_waiter);
+    CORO_BEGIN(c);
+    CORO_AWAIT_FUTURE(c, w->f);
+    TRACE("woke@%ld", test_ms(c->loop));
+    CORO_RETURN(c, (int)coro_future_value(w->f));
+    CORO_END(c);
+}
+
+TEST(signal_from_interrupt_wakes_a_task)
+{
+    coro_loop L;
+    coro_user_clock u;
+    coro_signal sig;
+    coro_future f = CORO_FUTURE_INIT;
+    struct irq_board b = {0, 0, 25, &sig, 0, &L};
+    struct irq_waiter w = {.f = &f};
+    coro_task t;
+    coro_loop_init(&L, coro_user_clock_init(&u, irq_now, irq_idle, &b));
+    coro_loop_set_report(&L, NULL, NULL);
+    coro_signal_init(&L, &sig, irq_cb, &f);
+    CHECK_EQ(coro_run(&L, &t, coro_frame_init(&w.co, irq_waiter_fn)), 7);
+    CHECK_TRACE("irq@25 woke@25"); /* one callback for two raises */
+    CHECK_EQ(b.ticks, 25);
+    coro_signal_remove(&L, &sig);
+    coro_signal_raise(&sig); /* removed: nobody looks any more */
+    CHECK_EQ(coro_loop_signal_pending(&L), 0);
+    coro_loop_close(&L);
+}
+
+TEST(signal_pending_is_seen_before_sleeping)
+{
+    coro_loop L;
+    coro_signal sig;
+    coro_future f = CORO_FUTURE_INIT;
+    test_loop(&L);
+    coro_signal_init(&L, &sig, irq_cb, &f);
+    CHECK_EQ(coro_loop_signal_pending(&L), 0);
+    coro_signal_raise(&sig);
+    CHECK_EQ(coro_loop_signal_pending(&L), 1);
+    coro_loop_run_once(&L); /* collected at the poll step and run in the
+                               same iteration, like an I/O callback */
+    CHECK_EQ(coro_loop_signal_pending(&L), 0);
+    CHECK_TRACE("irq@0");
+    CHECK_EQ(coro_future_value(&f), 7);
+    coro_signal_remove(&L, &sig);
+    coro_loop_close(&L);
+}
+
+#include <pthread.h>
+
+static void *raise_later(void *arg)
+{
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+    coro_signal_raise((coro_signal *)arg);
+    return NULL;
+}
+
+TEST(signal_from_another_thread_on_the_posix_clock)
+{
+    coro_loop L;
+    coro_signal sig;
+    coro_future f = CORO_FUTURE_INIT;
+    struct irq_waiter w = {.f = &f};
+    coro_task t;
+    pthread_t th;
+    coro_loop_init(&L, NULL);
+    coro_loop_set_report(&L, NULL, NULL);
+    coro_signal_init(&L, &sig, irq_cb, &f);
+    test__trace[0] = 0;
+    pthread_create(&th, NULL, raise_later, &sig);
+    CHECK_EQ(coro_run(&L, &t, coro_frame_init(&w.co, irq_waiter_fn)), 7);
+    pthread_join(th, NULL);
+    coro_signal_remove(&L, &sig);
+    coro_loop_close(&L);
+}
