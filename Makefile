@@ -91,6 +91,7 @@ fuzz: $(BUILD)/fuzz-scenario
 	@mkdir -p $(BUILD)/fuzz-corpus
 	@cp test/conformance/scenarios/*.co test/conformance/scenarios/reject/*.co $(BUILD)/fuzz-corpus/
 	$(BUILD)/fuzz-scenario -runs=$(RUNS) -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+	    -artifact_prefix=$(BUILD)/fuzz- \
 	    -print_final_stats=1 $(BUILD)/fuzz-corpus
 
 test: all

@@ -153,6 +153,12 @@ typedef struct {
     int *v;
 } gerror;
 
+/* A growable string for values and error names. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} str;
+
 static struct run {
     /* scenario */
     program *progs;
@@ -177,6 +183,7 @@ static struct run {
     pframe **frames; /* every frame allocated (freed at the end) */
     int nframes, capframes;
     pframe *free_frames;
+    str scratch;      /* the value/error text being built (one at a time) */
     char *line;       /* parser buffers, freed even when a parse is rejected */
     void *stack;
     jmp_buf abort;
@@ -538,7 +545,6 @@ static void emit(const char *fmt, ...)
     va_end(ap);
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof buf) { /* long line: print it again into place */
-        R.outlen += 0;
         size_t need = R.outlen + (size_t)n + 2;
         if ((long)need > MAX_TRACE_BYTES + 2) reject("limit exceeded: trace above %ld bytes", MAX_TRACE_BYTES);
         if (need > R.outcap) {
@@ -561,11 +567,17 @@ static void emit(const char *fmt, ...)
     R.out[R.outlen++] = '\n';
 }
 
-/* A growable string for values and error names. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-} str;
+
+static void sput(str *b, const char *s);
+
+/* The scratch string, emptied. It belongs to the run, so a limit that
+ * abandons the run while a line is being built leaks nothing. */
+static str *scratch(void)
+{
+    R.scratch.n = 0;
+    sput(&R.scratch, "");
+    return &R.scratch;
+}
 
 static void sput(str *b, const char *s)
 {
@@ -634,19 +646,17 @@ static void trace_text(const char *text, const char *sep, const char *rest)
 
 static void trace_value(const stmt *st, int v)
 {
-    str b = {0};
-    put_value(&b, v);
-    trace_text(st->text, " = ", b.s);
-    free(b.s);
+    str *b = scratch();
+    put_value(b, v);
+    trace_text(st->text, " = ", b->s);
 }
 
 static void trace_fail(const stmt *st, int err)
 {
-    str b = {0};
-    sput(&b, "!");
-    put_error(&b, err);
-    trace_text(st->text, " ", b.s);
-    free(b.s);
+    str *b = scratch();
+    sput(b, "!");
+    put_error(b, err);
+    trace_text(st->text, " ", b->s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -884,10 +894,9 @@ static int run_sync(pframe *f, const stmt *st, int *traced)
         if (!coro_task_done(&t->gt.task)) {
             trace_text(st->text, " = ", "pending");
         } else {
-            str b = {0};
-            put_value(&b, task_value(t));
-            trace_text(st->text, " = ", b.s);
-            free(b.s);
+            str *b = scratch();
+            put_value(b, task_value(t));
+            trace_text(st->text, " = ", b->s);
         }
         return 0;
     }
@@ -924,16 +933,15 @@ static int run_sync(pframe *f, const stmt *st, int *traced)
     case OP_CANCELLING: *traced = 1; return coro_task_cancelling(coro_current_task(&R.L));
     case OP_UNCANCEL: *traced = 1; return coro_task_uncancel(coro_current_task(&R.L));
     case OP_ALL_TASKS: {
-        str b = {0};
-        sput(&b, "[");
+        str *b = scratch();
+        sput(b, "[");
         for (int i = 0, n = 0; i < R.ntasks; i++) {
             if (coro_task_done(&R.tasks[i]->gt.task)) continue;
-            if (n++) sput(&b, ",");
-            sput(&b, R.tasks[i]->name);
+            if (n++) sput(b, ",");
+            sput(b, R.tasks[i]->name);
         }
-        sput(&b, "]");
-        trace_text(st->text, " = ", b.s);
-        free(b.s);
+        sput(b, "]");
+        trace_text(st->text, " = ", b->s);
         return 0;
     }
     default: return CORO_EINVAL;
@@ -971,35 +979,38 @@ static int collect(pframe *f, const stmt *st, int distinct)
 /* The value list of a gather. */
 static void trace_gather(pframe *f, const stmt *st)
 {
-    str b = {0};
-    sput(&b, "[");
+    str *b = scratch();
+    sput(b, "[");
     for (int i = 0; i < st->nvars; i++) {
-        if (i) sput(&b, ",");
-        put_value(&b, coro_gather_result(&f->op.gather, (unsigned)i));
+        if (i) sput(b, ",");
+        put_value(b, coro_gather_result(&f->op.gather, (unsigned)i));
     }
-    sput(&b, "]");
-    trace_text(st->text, " = ", b.s);
-    free(b.s);
+    sput(b, "]");
+    trace_text(st->text, " = ", b->s);
+}
+
+static const char *fut_name(coro_future *fu)
+{
+    return ((itask *)(void *)((char *)fu - offsetof(coro_task, fut)))->name;
 }
 
 static void trace_wait(pframe *f, const stmt *st, int n)
 {
-    str b = {0};
-    sput(&b, "done[");
+    str *b = scratch();
+    sput(b, "done[");
     for (int i = 0, k = 0; i < n; i++)
         if (coro_future_done(f->futs[i])) {
-            if (k++) sput(&b, ",");
-            sput(&b, ((itask *)(void *)((char *)f->futs[i] - offsetof(coro_task, fut)))->name);
+            if (k++) sput(b, ",");
+            sput(b, fut_name(f->futs[i]));
         }
-    sput(&b, "] pending[");
+    sput(b, "] pending[");
     for (int i = 0, k = 0; i < n; i++)
         if (!coro_future_done(f->futs[i])) {
-            if (k++) sput(&b, ",");
-            sput(&b, ((itask *)(void *)((char *)f->futs[i] - offsetof(coro_task, fut)))->name);
+            if (k++) sput(b, ",");
+            sput(b, fut_name(f->futs[i]));
         }
-    sput(&b, "]");
-    trace_text(st->text, " = ", b.s);
-    free(b.s);
+    sput(b, "]");
+    trace_text(st->text, " = ", b->s);
 }
 
 /* One program execution: statements in order, blocks, failures, return. */
@@ -1239,6 +1250,7 @@ static void free_all(void)
     free(R.out);
     free(R.line);
     free(R.stack);
+    free(R.scratch.s);
     memset(&R, 0, sizeof R);
 }
 
@@ -1249,10 +1261,9 @@ static void final_lines(void)
         if (!coro_task_done(&t->gt.task)) {
             emit("final %s = pending", t->name);
         } else {
-            str b = {0};
-            put_value(&b, task_value(t));
-            emit("final %s = %s", t->name, b.s);
-            free(b.s);
+            str *b = scratch();
+            put_value(b, task_value(t));
+            emit("final %s = %s", t->name, b->s);
         }
     }
 }
