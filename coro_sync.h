@@ -362,13 +362,20 @@ CORO_API void coro_cond_close(coro_loop *L, coro_cond *cv)
     coro__fifo_fail_all(L, &cv->waiters, CORO_ESHUTDOWN);
 }
 
+/* wait_for's result is the predicate's value, as in asyncio; a value that
+ * would read as an error becomes 1. */
+CORO_API int coro__pred_value(int v)
+{
+    return v > 0 ? v : 1;
+}
+
 CORO_API int coro__cond_wait_fn(coro_ctx *c)
 {
     coro_cond_op *op = CORO_SELF(c, coro_cond_op);
     coro_cond *cv = op->cv;
     CORO_BEGIN(c);
     if (op->pred) { /* wait_for: `while not pred(): await wait()` */
-        if (op->pred(op->arg)) CORO_RETURN(c, 0);
+        if ((op->rc = op->pred(op->arg))) CORO_RETURN(c, coro__pred_value(op->rc));
     }
     for (;;) {
         if (!cv->lock->locked) CORO_FAIL(c, CORO_EINVAL);
@@ -384,19 +391,24 @@ CORO_API int coro__cond_wait_fn(coro_ctx *c)
             if (c->rc != CORO_ECANCELED) break;
             op->err = c->rc;
         }
-        if (op->err) op->rc = op->err;
+        if (c->rc < 0) /* the lock was closed: it is not held */
+            op->rc = c->rc;
+        else if (op->err)
+            op->rc = op->err;
         if (op->rc < 0) {
             coro__cond_notify(c->loop, cv, 1); /* pass on a notification */
             CORO_FAIL(c, op->rc);
         }
-        if (!op->pred || op->pred(op->arg)) break;
+        if (!op->pred) CORO_RETURN(c, 0);
+        if ((op->rc = op->pred(op->arg))) CORO_RETURN(c, coro__pred_value(op->rc));
     }
-    CORO_RETURN(c, 0);
     CORO_END(c);
 }
 
 /* Releases the lock (which must be held: else CORO_EINVAL), waits for a
- * notification, re-acquires the lock. Spurious wake-ups are possible. */
+ * notification, re-acquires the lock. Spurious wake-ups are possible.
+ * Returns with the lock held - also on CORO_ECANCELED - except when the
+ * lock was closed meanwhile (CORO_ESHUTDOWN from coro_lock_close). */
 CORO_API coro_frame *coro_cond_wait(coro_cond_op *op, coro_cond *cv)
 {
     op->cv = cv;
@@ -404,7 +416,8 @@ CORO_API coro_frame *coro_cond_wait(coro_cond_op *op, coro_cond *cv)
     return coro_frame_init(&op->co, coro__cond_wait_fn);
 }
 
-/* Waits until pred(arg) holds (at once, without the lock, if it does). */
+/* Waits until pred(arg) holds (at once, without the lock, if it does);
+ * c->rc is then the predicate's value (1 if it was negative). */
 CORO_API coro_frame *coro_cond_wait_for(coro_cond_op *op, coro_cond *cv,
                                         coro_pred *pred, void *arg)
 {
@@ -632,7 +645,7 @@ CORO_API int coro__barrier_fn(coro_ctx *c)
         op->rc = 0;
     } else {
         CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond, coro__barrier_not_busy, b));
-        op->rc = c->rc;
+        op->rc = c->rc < 0 ? c->rc : 0;
         if (op->rc == 0 && b->state == CORO__BAR_BROKEN) op->rc = CORO_EBROKEN;
         if (op->rc == 0) {
             op->index = (int)b->count++;
@@ -642,7 +655,7 @@ CORO_API int coro__barrier_fn(coro_ctx *c)
             } else {
                 CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond,
                                                  coro__barrier_not_filling, b));
-                op->rc = c->rc;
+                op->rc = c->rc < 0 ? c->rc : 0;
                 if (op->rc == 0 && (b->state == CORO__BAR_BROKEN ||
                                     b->state == CORO__BAR_RESETTING))
                     op->rc = CORO_EBROKEN;
@@ -806,16 +819,16 @@ CORO_API void coro__heap_up(coro_queue *q, uint32_t i)
     }
 }
 
+/* heapq's _siftup: the item at i walks down to a leaf along the smaller
+ * children (the right one on ties), then back up. Same comparisons as
+ * CPython, so items whose keys compare equal leave in asyncio's order. */
 CORO_API void coro__heap_down(coro_queue *q, uint32_t i)
 {
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < q->count && q->cmp(coro__q_slot(q, l), coro__q_slot(q, m)) < 0) m = l;
-        if (r < q->count && q->cmp(coro__q_slot(q, r), coro__q_slot(q, m)) < 0) m = r;
-        if (m == i) break;
-        coro__q_swap(q, i, m);
-        i = m;
+    for (uint32_t l; (l = 2 * i + 1) < q->count; i = l) {
+        if (l + 1 < q->count && q->cmp(coro__q_slot(q, l), coro__q_slot(q, l + 1)) >= 0) l++;
+        coro__q_swap(q, i, l);
     }
+    coro__heap_up(q, i);
 }
 
 CORO_API void coro__queue_push(coro_queue *q, const void *item)
