@@ -162,7 +162,8 @@ CORO_API void coro_event_clear(coro_event *e)
     e->value = 0;
 }
 
-/* Wakes every waiter with CORO_ESHUTDOWN; later waits fail the same way. */
+/* Wakes every waiter with CORO_ESHUTDOWN; later waits fail the same way,
+ * whether the flag is set or not. */
 CORO_API void coro_event_close(coro_loop *L, coro_event *e)
 {
     e->closed = 1;
@@ -173,8 +174,8 @@ CORO_API int coro__event_wait_fn(coro_ctx *c)
 {
     coro_event_op *op = CORO_SELF(c, coro_event_op);
     CORO_BEGIN(c);
+    if (op->e->closed) CORO_FAIL(c, CORO_ESHUTDOWN); /* even if it is set */
     if (op->e->value) CORO_RETURN(c, 0);
-    if (op->e->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
     coro__waiter_add(&op->e->waiters, &op->w);
     CORO_AWAIT_FUTURE(c, &op->w.fut);
     coro__link_del(&op->w.link);

@@ -396,6 +396,26 @@ TEST(event_close_after_set_keeps_wakeups)
     CLOSE_CLEAN(&L);
 }
 
+/* A wait that starts after close fails even though the flag is set: close
+ * is final, as the header says. */
+TEST(event_wait_after_close_fails_even_if_set)
+{
+    coro_loop L;
+    coro_event e;
+    coro_task t;
+    struct evw w;
+    test_loop(&L);
+    coro_event_init(&e);
+    coro_event_set(&L, &e);
+    coro_event_close(&L, &e);
+    CHECK(coro_event_is_set(&e));
+    coro_spawn(&L, &t, evw(&w, "t1", &e));
+    coro_loop_run_once(&L);
+    CHECK_TRACE("t1-shutdown");
+    CHECK_EQ(w.rc, CORO_ESHUTDOWN);
+    CLOSE_CLEAN(&L);
+}
+
 /* An event wait under a deadline: ETIMEDOUT at the exact time, the waiter
  * is gone, set() later wakes only the other waiter. */
 struct evdl {
