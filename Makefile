@@ -2,6 +2,8 @@
 #   make            build tests, examples and benchmarks into build/
 #   make test       the whole suite: plain, ASan+UBSan, valgrind; examples
 #   make bench      the benchmarks (prints a table)
+#   make size       firmware sizes on Cortex-M4 / RV32; make qemu-test: the
+#                   suites on an emulated Cortex-M4 (test/embedded/embedded.mk)
 #   make install PREFIX=/usr/local    headers and coro.pc
 #   make clean
 
@@ -107,3 +109,5 @@ install:
 
 clean:
 	rm -rf $(BUILD)
+
+include test/embedded/embedded.mk

@@ -26,6 +26,23 @@ for h in coro.h coro_loop.h; do
         -Wall -Wextra -Werror -I. -c "$tmp/f.c" -o "$tmp/f.o" 2>"$tmp/err" \
         && ok || ko "$h freestanding (compiler headers only)"
 done
+# Freestanding on the host and on the embedded targets (when their compilers
+# are installed): each core header alone with the compiler's own headers
+# only, and nothing included but <stddef.h> and <stdint.h>.
+for t in "gcc" "arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb" "riscv64-unknown-elf-gcc -march=rv32imac -mabi=ilp32"; do
+    command -v ${t%% *} >/dev/null || continue
+    inc=$($t -print-file-name=include)
+    for h in coro.h coro_loop.h coro_sync.h; do
+        printf '#include "%s"\nint f(void) { return 0; }\n' "$h" >"$tmp/f.c"
+        if $t $C_FLAGS -Os -ffreestanding -nostdinc -isystem "$inc" -I. -c "$tmp/f.c" -o "$tmp/f.o" 2>"$tmp/err" &&
+            $t -std=c11 -ffreestanding -nostdinc -isystem "$inc" -I. -M "$tmp/f.c" >"$tmp/deps" 2>"$tmp/err"; then
+            tr ' \\' '\n\n' <"$tmp/deps" | grep "^$inc/" | sed 's|.*/||' | sort -u |
+                grep -vxE 'stddef.h|stdint.h|stdint-gcc.h' >"$tmp/err" && ko "$h freestanding for ${t%% *} includes more than stddef.h/stdint.h" || ok
+        else
+            ko "$h freestanding for ${t%% *}"
+        fi
+    done
+done
 for h in coro.h coro_loop.h coro_sync.h; do
     if grep -nE '\b(malloc|calloc|realloc|free)[[:space:]]*\(' "$h" >"$tmp/err" || grep -n 'liburing' "$h" >>"$tmp/err"; then
         ko "$h allocates or names liburing"

@@ -358,6 +358,7 @@ TEST(virtual_clock_advance_runs_nothing)
     coro_loop_close(&L);
 }
 
+#ifndef TEST_EMBEDDED /* needs the POSIX clock */
 TEST(posix_clock_sleeps_for_real)
 {
     coro_loop L;
@@ -371,6 +372,7 @@ TEST(posix_clock_sleeps_for_real)
     CHECK(dt < CORO_S(5));
     coro_loop_close(&L);
 }
+#endif
 
 /* ---- diagnostics */
 static void slow_cb(coro_loop *L, void *arg)
@@ -562,6 +564,7 @@ TEST(run_on_closed_loop_is_refused)
     CHECK_EQ(coro_run(&L, &t, coro_frame_init(&f.co, t30_fn)), CORO_EINVAL);
 }
 
+#ifndef TEST_EMBEDDED /* the POSIX backend and stderr reports */
 TEST(default_backend_and_report_handler)
 {
     coro_loop L;
@@ -570,6 +573,7 @@ TEST(default_backend_and_report_handler)
     CHECK(L.report != NULL);
     coro_loop_close(&L);
 }
+#endif
 
 /* ---- signals: the interrupt-handler entry point */
 struct irq_board {
@@ -666,6 +670,7 @@ TEST(signal_pending_is_seen_before_sleeping)
     coro_loop_close(&L);
 }
 
+#ifndef TEST_EMBEDDED /* threads and the POSIX clock */
 #include <pthread.h>
 
 static void *raise_later(void *arg)
@@ -694,3 +699,4 @@ TEST(signal_from_another_thread_on_the_posix_clock)
     coro_signal_remove(&L, &sig);
     coro_loop_close(&L);
 }
+#endif
