@@ -15,6 +15,8 @@ HDRS    := coro.h coro_loop.h coro_sync.h coro_io.h
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Werror
 CFLAGS  ?=
 CSTD    := -std=c11 $(WARN) -I. $(CFLAGS)
+# coro_io.h needs liburing; --as-needed keeps it off binaries that do not.
+LDLIBS  := -Wl,--as-needed -luring -lpthread
 PLAIN   := -O2 -g
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
            -fno-sanitize-recover=all
@@ -43,11 +45,11 @@ $(BUILD)/scenario-asan: test/conformance/scenario.c $(HDRS)
 
 $(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(PLAIN) $< -o $@
+	$(CC) $(CSTD) $(PLAIN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(SAN) $< -o $@
+	$(CC) $(CSTD) $(SAN) $< -o $@ $(LDLIBS)
 
 # Two translation units sharing one loop: the headers link cleanly.
 $(BUILD)/test/plain/test_link: test/link/a.c test/link/b.c $(HDRS) test/test.h
@@ -65,9 +67,12 @@ $(BUILD)/test/asan/test_cpp: test/test_cpp.cpp $(HDRS)
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 $(WARN) -I. $(SAN) $< -o $@
 
-$(BUILD)/examples/%: examples/%.c examples/example.h $(HDRS)
+$(BUILD)/examples/%: examples/%.c examples/example.h examples/serve.h $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(PLAIN) $< -o $@
+	$(CC) $(CSTD) $(PLAIN) $< -o $@ $(LDLIBS)
+
+# The HTTP example parses requests with Debian's http-parser.
+$(BUILD)/examples/http_server: LDLIBS += -lhttp_parser
 
 $(BUILD)/bench/%: bench/%.c $(HDRS) bench/bench.h
 	@mkdir -p $(@D)

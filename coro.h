@@ -186,6 +186,8 @@
  * range. */
 #define CORO_EGROUP (-3001)  /* a TaskGroup collected errors: see its list   */
 #define CORO_EBROKEN (-3002) /* a Barrier was broken (aborted or reset)      */
+#define CORO_EINCOMPLETE (-3003) /* a stream ended before the bytes asked for */
+#define CORO_ELIMIT (-3004)  /* a stream line/chunk exceeds the limit        */
 
 /* The user range: CORO_EUSER(0) .. CORO_EUSER(CORO_EUSER_MAX). */
 #define CORO_EUSER_BASE 4096
@@ -216,6 +218,8 @@ CORO_API const char *coro_strerror(int rc)
     if (rc == CORO_ENOMEM) return "out of memory";
     if (rc == CORO_EGROUP) return "task group errors";
     if (rc == CORO_EBROKEN) return "broken barrier";
+    if (rc == CORO_EINCOMPLETE) return "incomplete read: end of stream";
+    if (rc == CORO_ELIMIT) return "separator not found within the limit";
     return "system error";
 }
 

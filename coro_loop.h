@@ -130,11 +130,25 @@ struct coro_task {
 };
 
 /* An awaitable future with its own cancellation (gather's outer future,
- * I/O operations). Awaiting it forwards cancellation to `cancel`. */
+ * I/O operations). Awaiting it forwards cancellation to `cancel`, and gives
+ * c->rc = its int result (the future's value) or its error. */
 struct coro_waitable {
     coro_future fut;
     int (*cancel)(coro_loop *L, coro_waitable *w); /* 1 if it accepted */
+    unsigned flags;                                  /* CORO_WAITABLE_* */
 };
+
+/* The operation may complete even though a cancellation was requested (an
+ * I/O completion racing its cancel): its result is then delivered, and the
+ * cancellation waits for the task's next await. Nothing is lost. */
+#define CORO_WAITABLE_KEEP_RESULT 1u
+
+/* A waitable's outcome as an rc: its int result, or its error. */
+CORO_API int coro__waitable_rc(const coro_waitable *w)
+{
+    return coro_future_state(&w->fut) == CORO_FUTURE_RESULT ? (int)w->fut.value
+                                                           : coro_future_rc(&w->fut);
+}
 
 /* The backend: the clock, and the wait for events until a deadline. */
 struct coro_backend {
@@ -157,7 +171,8 @@ enum {
     CORO_REPORT_SLOW,            /* one step took >= the slow threshold     */
     CORO_REPORT_SHUTDOWN_ERROR,  /* a task failed while coro_run shut down  */
     CORO_REPORT_GROUP_ORPHAN,    /* a group child failed after its parent   */
-    CORO_REPORT_CANCEL_CYCLE     /* cancel() met tasks awaiting in a cycle  */
+    CORO_REPORT_CANCEL_CYCLE,    /* cancel() met tasks awaiting in a cycle  */
+    CORO_REPORT_HANDLER_ERROR    /* a server's connection handler failed    */
 };
 struct coro_report {
     int kind;            /* CORO_REPORT_* */
@@ -810,18 +825,23 @@ CORO_API int coro__wake_rc(coro_task *t)
 {
     unsigned w = t->h.flags & CORO__T_WAIT;
     void *on = t->h.aux;
-    int rc = 0;
+    int rc = 0, keep = 0;
     t->h.flags &= (uint8_t)~CORO__T_WAIT;
     t->h.aux = NULL;
     switch (w) {
     case CORO__W_FUTURE: rc = coro_future_rc((coro_future *)on); break;
     case CORO__W_TASK: rc = coro_task_result((coro_task *)on); break;
-    case CORO__W_CUSTOM: rc = coro_future_rc(&((coro_waitable *)on)->fut); break;
+    case CORO__W_CUSTOM: {
+        coro_waitable *cw = (coro_waitable *)on;
+        rc = coro__waitable_rc(cw);
+        keep = rc >= 0 && (cw->flags & CORO_WAITABLE_KEEP_RESULT);
+        break;
+    }
     case CORO__W_WOKEN: rc = CORO_ECANCELED; break;
     case CORO__W_SELF: rc = CORO_EDEADLK; break;
     default: break;
     }
-    if (t->h.flags & CORO__T_MUST_CANCEL) {
+    if ((t->h.flags & CORO__T_MUST_CANCEL) && !keep) {
         t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL;
         rc = CORO_ECANCELED;
     }
@@ -974,7 +994,7 @@ CORO_API int coro__await_future(coro_ctx *c, coro_future *f)
 CORO_API int coro__await_waitable(coro_ctx *c, coro_waitable *w)
 {
     if (coro_future_done(&w->fut)) {
-        c->rc = coro_future_rc(&w->fut);
+        c->rc = coro__waitable_rc(w);
         return 0;
     }
     coro__park(c, &w->fut, CORO__W_CUSTOM, w);
@@ -1644,6 +1664,7 @@ CORO_API void coro_gather_start(coro_loop *L, coro_gather *g,
 {
     coro_future_init(&g->outer.fut);
     g->outer.cancel = coro__gather_cancel;
+    g->outer.flags = 0;
     g->items = items;
     g->n = n;
     g->nfuts = g->nfinished = 0;

@@ -15,18 +15,34 @@ add() { # add "N passed, M failed" from a log, or count a crash as a failure
 }
 log=$(mktemp); trap 'rm -f $log' EXIT
 
+# run LABEL CMD...: runs a test binary; the I/O suites (test_io_*) run
+# once per backend (CORO_BACKEND=uring, then epoll).
+run() {
+    label=$1; shift
+    case $label in
+    */test_io_*)
+        for be in uring epoll; do
+            CORO_BACKEND=$be "$@" >"$log" 2>&1; rc=$?
+            add "$log" "$label[$be]" $rc
+        done ;;
+    *)
+        "$@" >"$log" 2>&1; rc=$?
+        add "$log" "$label" $rc ;;
+    esac
+}
+
 for flavor in plain asan; do
     for t in $B/test/$flavor/test_*; do
-        "$t" >"$log" 2>&1; rc=$?
-        add "$log" "$flavor/${t##*/}" $rc
+        run "$flavor/${t##*/}" "$t"
     done
 done
 
-if command -v valgrind >/dev/null 2>&1 && [ -z "$CORO_NO_VALGRIND" ]; then
+if [ -n "$CORO_NO_VALGRIND" ]; then
+    echo "valgrind run skipped (CORO_NO_VALGRIND)"; S=$((S + 1))
+elif command -v valgrind >/dev/null 2>&1; then
     for t in $B/test/plain/test_*; do
-        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=all \
-            --child-silent-after-fork=yes "$t" >"$log" 2>&1; rc=$?
-        add "$log" "valgrind/${t##*/}" $rc
+        run "valgrind/${t##*/}" valgrind -q --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=all --child-silent-after-fork=yes "$t"
     done
 else
     echo "valgrind not installed: valgrind run skipped"; S=$((S + 1))
@@ -48,6 +64,10 @@ for e in examples/*.c; do
         F=$((F + 1)); echo "FAIL example $name (real clock)"; head -20 "$log"
     fi
 done
+
+# The I/O examples against each other, on both backends.
+sh test/examples_io.sh >"$log" 2>&1
+add "$log" "examples_io" 0
 
 sh test/check_headers.sh >"$log" 2>&1
 add "$log" "check_headers" 0

@@ -1,0 +1,108 @@
+/* test_io.h - what the I/O suites (test/test_io_*.c) share, on top of
+ * test.h. test/run.sh runs each of them twice, with CORO_BACKEND=uring and
+ * CORO_BACKEND=epoll; coro_io_init picks the backend from there.
+ *
+ *   IO_BEGIN(&L, &io)      a loop on coro_io (reports captured); notes the
+ *                          open fds
+ *   IO_END(&L)             closes the loop; checks that no report came and
+ *                          that exactly the fds open at IO_BEGIN are open
+ *   io_tcp_pair(&a, &b)    two connected non-blocking loopback TCP sockets
+ *   io_listener(&port)     a non-blocking listening socket on 127.0.0.1
+ *   io_tmpfile(data, n)    an O_RDWR temporary file holding data (unlinked)
+ *   io_backend()           "uring" or "epoll": what CORO_BACKEND asked for
+ */
+#ifndef TEST_IO_H
+#define TEST_IO_H
+
+#include "coro_io.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+
+static int test_io__fds;
+
+/* The number of open fds of this process. */
+__attribute__((unused)) static int io_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+__attribute__((unused)) static const char *io_backend(void)
+{
+    const char *b = getenv("CORO_BACKEND");
+    return b && !strcmp(b, "epoll") ? "epoll" : "uring";
+}
+
+#define IO_BEGIN(L, io)                                                        \
+    do {                                                                       \
+        test_io__fds = io_fd_count();                                          \
+        CHECK_EQ(coro_io_init((io), (L), NULL), 0);                            \
+        CHECK_STR(coro_io_backend_name(io),                                    \
+                  strcmp(io_backend(), "epoll") ? "io_uring" : "epoll");       \
+        coro_loop_set_report((L), test__report, NULL);                         \
+        test__nreports = 0;                                                    \
+    } while (0)
+
+#define IO_END(L)                                                              \
+    do {                                                                       \
+        coro_loop_close(L);                                                    \
+        CHECK_EQ(test_reports(), 0);                                           \
+        CHECK_EQ(io_fd_count(), test_io__fds);                                 \
+    } while (0)
+
+__attribute__((unused)) static int io_listener(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 1024) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        test__fail(__FILE__, __LINE__, "io_listener: %s", strerror(errno));
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+__attribute__((unused)) static void io_tcp_pair(int *a, int *b)
+{
+    int port, l = io_listener(&port);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    *a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(*a, (struct sockaddr *)&sa, sizeof sa) < 0)
+        test__fail(__FILE__, __LINE__, "io_tcp_pair: %s", strerror(errno));
+    for (int i = 0; i < 1000 && (*b = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0; i++)
+        usleep(1000);
+    fcntl(*a, F_SETFL, fcntl(*a, F_GETFL) | O_NONBLOCK);
+    close(l);
+}
+
+__attribute__((unused)) static int io_tmpfile(const void *data, size_t n)
+{
+    char path[] = "/tmp/coro-test-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    unlink(path);
+    if (n && write(fd, data, n) != (ssize_t)n) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+#endif
