@@ -15,6 +15,9 @@
  *   }
  *   bench_report("switch", "coro", "ns/op", v, runs, "N=...");
  *   bench_target_le("switch", "coro", 10);    // acceptance target (optional)
+ *   long big = bench_size(100000, 1000000);   // quick / `make bench-full` size
+ *   bench_point("memory", "coro", n, bytes, NULL);   // a point of a chart
+ *   if (bench_icount(argc, argv, "switch", &n)) { kernel(n); return 0; }
  *
  * OUTPUT PROTOCOL (one machine line per measurement, on stdout)
  *   RESULT bench=<id> impl=<name> unit=<unit> value=<median> spread=<x>
@@ -22,6 +25,11 @@
  *   TARGET bench=<id> impl=<name> le=<x>        value must be <= x
  *   TARGET bench=<id> impl=<name> ge=<x>        value must be >= x
  *   TARGET bench=<id> ratio=<peer> ge=<x>       peer/coro must be >= x
+ *   POINT chart=<name> impl=<name> x=<x> y=<y>  a point of a scaling chart
+ *   SKIP [impl=<peer>] [bench=<id,id...>] <reason>   could not run
+ *   A RESULT with better=higher (a count, a rate) is compared the other
+ *   way round: its ratio column is coro/peer. bound=lower: the value is a
+ *   lower bound (nothing failed before the run stopped).
  *   Anything else on stdout is for humans; progress goes to stderr.
  */
 #ifndef BENCH_H
@@ -70,6 +78,53 @@ static inline long bench_n(long def)
     long n = (long)((double)def * (f > 0 ? f : 1.0));
     return n < 1 ? 1 : n;
 }
+
+/* 1 under `make bench-full` (BENCH_PROFILE=full): the large sizes. */
+static inline int bench_full(void)
+{
+    const char *s = getenv("BENCH_PROFILE");
+    return s && strcmp(s, "full") == 0;
+}
+
+/* The quick or the full size of a benchmark, scaled by BENCH_SCALE. */
+static inline long bench_size(long quick, long full)
+{
+    return bench_n(bench_full() ? full : quick);
+}
+
+/* `prog icount KERNEL N`: the instruction-count mode of `make bench-check`
+ * (bench/check.py runs it under callgrind at two sizes). Returns 1 and sets
+ * *n if argv asks for `kernel`: the caller runs that kernel once, untimed,
+ * and exits. */
+static inline int bench_icount(int argc, char **argv, const char *kernel, long *n)
+{
+    if (argc < 4 || strcmp(argv[1], "icount") != 0 || strcmp(argv[2], kernel) != 0)
+        return 0;
+    *n = atol(argv[3]);
+    return *n > 0;
+}
+
+/* An unknown `icount` kernel: a usage error. */
+static inline int bench_icount_usage(int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr, "usage: %s [icount KERNEL N]\n", argv[0]);
+        return 2;
+    }
+    return 0;
+}
+
+/* Work added to a coro hot loop when built with -DBENCH_INJECT=K: K volatile
+ * increments. Only `make bench-check BENCH_INJECT=K` builds it, to show that
+ * an instruction-count regression is caught; normal builds have nothing. */
+#ifdef BENCH_INJECT
+#define BENCH_INJECTED()                                                       \
+    do {                                                                       \
+        for (int bench__k = 0; bench__k < (BENCH_INJECT); bench__k++) bench_sink++; \
+    } while (0)
+#else
+#define BENCH_INJECTED() ((void)0)
+#endif
 
 /* Progress line on stderr (the runner shows it while a benchmark runs). */
 static inline void bench_progress(const char *fmt, ...)
@@ -139,6 +194,16 @@ static inline double bench_report(const char *bench, const char *impl,
     return st.median;
 }
 
+/* One point of a scaling chart (build/bench/<chart>.svg): x and y in the
+ * chart's units (memory: tasks, bytes); extra key=value pairs or NULL. */
+static inline void bench_point(const char *chart, const char *impl, double x, double y,
+                               const char *extra)
+{
+    printf("POINT chart=%s impl=%s x=%.6g y=%.6g%s%s\n", chart, impl, x, y,
+           extra ? " " : "", extra ? extra : "");
+    fflush(stdout);
+}
+
 /* Acceptance targets, checked and shown by the runner. */
 static inline void bench_target_le(const char *bench, const char *impl, double x)
 {
@@ -187,6 +252,24 @@ static inline long long bench_meminfo(const char *field)
     long long kb = -1;
     size_t len = strlen(field);
     FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, len) == 0 && line[len] == ':') {
+            kb = atoll(line + len + 1);
+            break;
+        }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* A /proc/self/status field in bytes (e.g. "VmPTE", this process's page
+ * tables), -1 if absent. */
+static inline long long bench_status(const char *field)
+{
+    char line[256];
+    long long kb = -1;
+    size_t len = strlen(field);
+    FILE *f = fopen("/proc/self/status", "r");
     if (!f) return -1;
     while (fgets(line, sizeof line, f))
         if (strncmp(line, field, len) == 0 && line[len] == ':') {

@@ -28,6 +28,7 @@ struct empty {
 static int empty_fn(coro_ctx *c)
 {
     CORO_BEGIN(c);
+    BENCH_INJECTED(); /* nothing, unless built for bench-check's demo */
     CORO_END(c);
 }
 
@@ -92,8 +93,15 @@ static int64_t pthread_spawn_run(long n)
     return bench_now() - t0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    long ni;
+    if (bench_icount(argc, argv, "spawn", &ni)) { /* make bench-check */
+        struct slot *si = slots_alloc(1000);
+        coro_spawn_run(si, ni, 1000);
+        return 0;
+    }
+    if (bench_icount_usage(argc, argv)) return 2;
     int runs = bench_runs(7);
     long n = bench_n(2000000), batch = 1000; /* coro, cached batches */
     long nb = bench_n(1000000);              /* coro, one burst      */
@@ -124,6 +132,8 @@ int main(void)
     printf("   sizeof(coro_task) = %zu, sizeof(coro_frame) = %zu\n",
            sizeof(coro_task), sizeof(coro_frame));
     bench_target_le("spawn", "coro", 30);
+    bench_target_ratio("spawn", "go", 10); /* issue 7 */
+    bench_target_ratio("spawn", "pthread", 2000);
     munmap(s, sizeof(struct slot) * (size_t)(nb > batch ? nb : batch));
     return 0;
 }

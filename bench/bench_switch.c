@@ -29,7 +29,10 @@ static int pinger_fn(coro_ctx *c)
 {
     struct pinger *f = CORO_SELF(c, struct pinger);
     CORO_BEGIN(c);
-    for (f->i = 0; f->i < f->n; f->i++) CORO_YIELD(c);
+    for (f->i = 0; f->i < f->n; f->i++) {
+        BENCH_INJECTED(); /* nothing, unless built for bench-check's demo */
+        CORO_YIELD(c);
+    }
     CORO_END(c);
 }
 
@@ -116,8 +119,14 @@ static int64_t pthread_pingpong(long n)
 
 /* ---------------------------------------------------------------- main */
 
-int main(void)
+int main(int argc, char **argv)
 {
+    long ni;
+    if (bench_icount(argc, argv, "switch", &ni)) { /* make bench-check */
+        coro_pingpong(ni);
+        return 0;
+    }
+    if (bench_icount_usage(argc, argv)) return 2;
     int runs = bench_runs(7);
     long n = bench_n(5000000);  /* yields per coro task  */
     long m = bench_n(20000);    /* moves per thread      */
@@ -145,5 +154,7 @@ int main(void)
            p / c, rs.min, rs.max);
     bench_target_le("switch", "coro", 10);
     bench_target_ratio("switch", "pthread", 300);
+    bench_target_ratio("switch", "boost_context", 2); /* issue 7 */
+    bench_target_ratio("switch", "go", 20);
     return 0;
 }

@@ -41,6 +41,7 @@ static int side_fn(coro_ctx *c)
             CORO_QUEUE_PUT(c, &f->op, f->out, &f->msg);
         }
         if (c->rc < 0 || f->msg != f->i) CORO_FAIL(c, CORO_EINVAL);
+        BENCH_INJECTED(); /* nothing, unless built for bench-check's demo */
     }
     CORO_END(c);
 }
@@ -87,6 +88,7 @@ static int locker_fn(coro_ctx *c)
     for (f->i = 0; f->i < f->n; f->i++) {
         CORO_LOCK_ACQUIRE(c, &f->op, f->lk);
         bench_sink += (uintptr_t)f->i;
+        BENCH_INJECTED();
         coro_lock_release(c->loop, f->lk);
     }
     CORO_END(c);
@@ -209,8 +211,18 @@ static int64_t pthread_lock_loop(long n)
 
 /* ---------------------------------------------------------------- main */
 
-int main(void)
+int main(int argc, char **argv)
 {
+    long ni;
+    if (bench_icount(argc, argv, "queue", &ni)) { /* make bench-check */
+        coro_queue_pingpong(ni);
+        return 0;
+    }
+    if (bench_icount(argc, argv, "lock", &ni)) {
+        coro_lock_loop(ni);
+        return 0;
+    }
+    if (bench_icount_usage(argc, argv)) return 2;
     int runs = bench_runs(7);
     long nq = bench_n(2000000), npq = bench_n(20000), nl = bench_n(20000000);
     double v[BENCH_MAX_RUNS];

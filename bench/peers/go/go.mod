@@ -1,0 +1,3 @@
+module corobench/go
+
+go 1.19
