@@ -28,11 +28,12 @@ BENCHES   := $(basename $(notdir $(wildcard bench/bench_*.c)))
 
 PLAIN_TESTS := $(addprefix $(BUILD)/test/plain/,$(TESTS))
 SAN_TESTS   := $(addprefix $(BUILD)/test/asan/,$(TESTS))
+TSAN_TESTS  := $(addprefix $(BUILD)/test/tsan/,$(basename $(notdir $(wildcard test/test_io_thread*.c))))
 EXAMPLE_BINS:= $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 BENCH_BINS  := $(addprefix $(BUILD)/bench/,$(BENCHES))
 
 .PHONY: all test bench install clean check-headers conformance fuzz
-all: $(PLAIN_TESTS) $(SAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
+all: $(PLAIN_TESTS) $(SAN_TESTS) $(TSAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
      $(BUILD)/scenario-asan
 
 # The conformance interpreter (test/conformance): plain and sanitized.
@@ -51,6 +52,11 @@ $(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(SAN) $< -o $@ $(LDLIBS)
 
+# The thread suites (test/test_io_thread*.c) also run under TSan.
+$(BUILD)/test/tsan/%: test/%.c $(HDRS) test/test.h test/test_io.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) -O1 -g -fsanitize=thread $< -o $@ $(LDLIBS)
+
 # Two translation units sharing one loop: the headers link cleanly.
 $(BUILD)/test/plain/test_link: test/link/a.c test/link/b.c $(HDRS) test/test.h
 	@mkdir -p $(@D)
@@ -67,7 +73,7 @@ $(BUILD)/test/asan/test_cpp: test/test_cpp.cpp $(HDRS)
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 $(WARN) -I. $(SAN) $< -o $@
 
-$(BUILD)/examples/%: examples/%.c examples/example.h examples/serve.h $(HDRS)
+$(BUILD)/examples/%: examples/%.c examples/example.h examples/serve.h examples/echo.h $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(PLAIN) $< -o $@ $(LDLIBS)
 
@@ -104,8 +110,29 @@ fuzz: $(BUILD)/fuzz-scenario
 test: all
 	@sh test/run.sh
 
+# Benchmarks (bench/README.md). bench: the quick profile (< 5 min), after
+# installing the peers' Debian packages that are missing (bench/deps.sh);
+# bench-full: the large sizes; bench-check: instruction counts under
+# callgrind against bench/baseline.json, fails on a > 10% regression
+# (BENCH_INJECT=K adds K increments per operation: shows that it fails).
+.PHONY: bench-full bench-check
 bench: $(BENCH_BINS)
+	@sh bench/deps.sh
 	@sh bench/run.sh
+bench-full: $(BENCH_BINS)
+	@sh bench/deps.sh
+	@BENCH_PROFILE=full sh bench/run.sh
+BENCH_CHECK_DIR := $(BUILD)/bench/check$(if $(BENCH_INJECT),-inject$(BENCH_INJECT))
+$(BENCH_CHECK_DIR)/%: bench/%.c $(HDRS) bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -I. -O2 -g $(if $(BENCH_INJECT),-DBENCH_INJECT=$(BENCH_INJECT)) \
+	    $< -o $@ -lpthread
+bench-check: $(addprefix $(BENCH_CHECK_DIR)/,bench_switch bench_spawn bench_sync bench_cancel)
+	@python3 bench/check.py --bin $(BENCH_CHECK_DIR) --baseline bench/baseline.json
+# B8/B9 benchmarks use coro_io.h: bench/bench_io_<name>.c links liburing.
+$(BUILD)/bench/bench_io_%: bench/bench_io_%.c $(HDRS) bench/bench.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -I. -O2 -g $< -o $@ -luring -lpthread
 
 install:
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -76,6 +77,15 @@
 
 typedef struct coro_io coro_io;
 typedef struct coro_io_op coro_io_op;
+typedef struct coro_pool coro_pool;
+typedef struct coro_remote coro_remote;
+
+/* A message from another thread to a loop: fn runs on the loop's thread
+ * (see "Other threads" below). */
+struct coro_remote {
+    coro_remote *next;
+    void (*fn)(coro_loop *L, coro_remote *r);
+};
 
 /* One awaitable operation: caller-owned (usually a frame field), reusable
  * once its await returned. */
@@ -178,6 +188,12 @@ struct coro_io {
     coro_io_enter_fault *enter_fault;
     void *fault_arg;
     coro_io_stats stats;
+    /* other threads (see "Other threads") */
+    coro_remote *inbox;     /* pushed by any thread, drained by the loop */
+    coro_signal inbox_signal;
+    unsigned inbox_users;   /* jobs out + threadsafe mode: registered while > 0 */
+    int threadsafe;
+    coro_pool *pool;        /* the default pool, made by the first coro_to_thread */
 };
 
 #define CORO__IO_MAGIC 0x636f696fu /* "coio" */
@@ -1065,6 +1081,7 @@ CORO_API coro_waitable *coro_nop(coro_io_op *op, coro_loop *L)
 /* coro_strerror, with the system's text for -errno codes. */
 CORO_API const char *coro_io_strerror(int rc)
 {
+    if (rc == -3005) return "host name not resolved"; /* CORO_ENAME */
     const char *s = coro_strerror(rc);
     return rc < 0 && !strcmp(s, "system error") ? strerror(-rc) : s;
 }
@@ -1091,10 +1108,13 @@ CORO_API void coro__io_wake(coro_backend *b)
     }
 }
 
+CORO_API void coro__io_close_pool(coro_io *io);
+
 CORO_API void coro__io_close(coro_backend *b, coro_loop *L)
 {
     coro_io *io = (coro_io *)(void *)b;
     (void)L;
+    coro__io_close_pool(io);
     if (io->kind == CORO_IO_URING)
         io_uring_queue_exit(&io->ring);
     else if (io->epfd >= 0)
@@ -1105,6 +1125,8 @@ CORO_API void coro__io_close(coro_backend *b, coro_loop *L)
     io->nfds = 0;
     io->wakefd = io->epfd = -1;
 }
+
+CORO_API void coro__inbox_drain(coro_loop *L, void *arg);
 
 /* Creates the ring, dropping setup flags the kernel refuses. */
 CORO_API int coro__uring_setup(coro_io *io, unsigned entries)
@@ -1177,7 +1199,437 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
     }
     rc = coro_loop_init(L, &io->base);
     io->loop = L;
+    coro_signal_init(L, &io->inbox_signal, coro__inbox_drain, io); /* set up, */
+    coro_signal_remove(L, &io->inbox_signal); /* registered only while used */
     return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Other threads: the inbox, call_soon_threadsafe, run_coroutine_threadsafe */
+/* ---------------------------------------------------------------------- */
+
+/* THREAD SAFETY: a loop and everything on it belong to the thread that
+ * runs it. The only calls allowed from other threads are
+ * coro_call_soon_threadsafe, coro_run_coroutine_threadsafe and the
+ * coro_tfuture_* calls, coro_signal_raise (coro_loop.h), and the worker
+ * side of the thread pool (internal). Each goes through the loop's inbox:
+ * a lock-free stack of caller-owned coro_remote records that the loop
+ * drains on its own thread, woken through its backend (an eventfd). */
+
+CORO_API void coro__inbox_drain(coro_loop *L, void *arg);
+
+/* Registers the inbox's signal while someone may post (loop thread).
+ * The signal is set up once, at coro_io_init: a worker may still be
+ * inside coro_signal_raise when its message was already handled, so the
+ * record is only ever linked and unlinked, never re-initialised. */
+CORO_API void coro__inbox_use(coro_io *io, int delta)
+{
+    coro_loop *L = io->loop;
+    if (delta > 0 && io->inbox_users++ == 0) {
+        io->inbox_signal.next = L->signals;
+        L->signals = &io->inbox_signal;
+    } else if (delta < 0 && --io->inbox_users == 0) {
+        coro_signal_remove(L, &io->inbox_signal);
+    }
+}
+
+/* Posts r to io's loop (any thread). Only the post that finds the inbox
+ * empty wakes the loop: the loop empties it in one exchange, so a later
+ * post finds it empty again. */
+CORO_API void coro__inbox_post(coro_io *io, coro_remote *r)
+{
+    coro_remote *head = __atomic_load_n(&io->inbox, __ATOMIC_RELAXED);
+    do {
+        r->next = head;
+    } while (!__atomic_compare_exchange_n(&io->inbox, &head, r, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    if (!head) coro_signal_raise(&io->inbox_signal);
+}
+
+/* The inbox's signal callback: runs every posted record, oldest first. */
+CORO_API void coro__inbox_drain(coro_loop *L, void *arg)
+{
+    coro_io *io = (coro_io *)arg;
+    coro_remote *r = __atomic_exchange_n(&io->inbox, (coro_remote *)NULL, __ATOMIC_ACQUIRE);
+    coro_remote *fifo = NULL;
+    while (r) { /* the stack is newest first */
+        coro_remote *next = r->next;
+        r->next = fifo;
+        fifo = r;
+        r = next;
+    }
+    while (fifo) {
+        coro_remote *next = fifo->next; /* fn may end the record's life */
+        fifo->fn(L, fifo);
+        fifo = next;
+    }
+}
+
+/* Lets other threads call into this loop (loop thread, before they do).
+ * From then on the loop waits for them instead of reporting a deadlock
+ * when it has nothing else to do. */
+CORO_API void coro_io_threadsafe(coro_io *io)
+{
+    if (!io->threadsafe) {
+        io->threadsafe = 1;
+        coro__inbox_use(io, 1);
+    }
+}
+
+/* asyncio's call_soon_threadsafe: fn(L, arg) runs on L's thread, in the
+ * loop's next iteration, in the order of the calls. The record belongs to
+ * the loop until fn has started. L must be in threadsafe mode. */
+typedef struct coro_tcall {
+    coro_remote r;
+    coro_callback *fn;
+    void *arg;
+} coro_tcall;
+
+CORO_API void coro__tcall_run(coro_loop *L, coro_remote *r)
+{
+    coro_tcall *t = CORO__CONTAINER(coro_tcall, r, r);
+    t->fn(L, t->arg);
+}
+
+CORO_API void coro_call_soon_threadsafe(coro_loop *L, coro_tcall *t, coro_callback *fn,
+                                        void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->r.fn = coro__tcall_run;
+    coro__inbox_post(coro_io_of(L), &t->r);
+}
+
+/* asyncio's run_coroutine_threadsafe: another thread starts frame as a
+ * task on L (threadsafe mode) and can wait for its outcome with a timeout,
+ * or cancel it; cancellation is chained both ways (a task cancelled on
+ * the loop gives CORO_ECANCELED to the waiting thread).
+ *     coro_tfuture tf;
+ *     coro_run_coroutine_threadsafe(&tf, L, frame);   // other thread
+ *     int rc = coro_tfuture_wait(&tf, CORO_S(1));       // CORO_ETIMEDOUT, or the task's result
+ *     if (rc == CORO_ETIMEDOUT) { coro_tfuture_cancel(&tf); rc = coro_tfuture_wait(&tf, -1); }
+ *     coro_tfuture_destroy(&tf);                        // only once a wait saw it done
+ * The record and the frame must live until a wait returned the outcome. */
+typedef struct coro_tfuture {
+    coro_remote start, cancel;
+    coro_io *io;
+    coro_frame *frame;
+    coro_task task;
+    coro_call done_cb;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, result, msgs, cancel_sent;
+} coro_tfuture;
+
+/* A record was processed by the loop (under mu): the waiter may go on. */
+CORO_API void coro__tfuture_ack(coro_tfuture *tf)
+{
+    pthread_mutex_lock(&tf->mu);
+    if (--tf->msgs == 0 && tf->done) pthread_cond_broadcast(&tf->cv);
+    pthread_mutex_unlock(&tf->mu);
+}
+
+CORO_API void coro__tfuture_done(coro_loop *L, void *arg)
+{
+    coro_tfuture *tf = (coro_tfuture *)arg;
+    (void)L;
+    pthread_mutex_lock(&tf->mu);
+    tf->result = coro_task_result(&tf->task);
+    tf->done = 1;
+    if (tf->msgs == 0) pthread_cond_broadcast(&tf->cv);
+    pthread_mutex_unlock(&tf->mu);
+}
+
+CORO_API void coro__tfuture_start(coro_loop *L, coro_remote *r)
+{
+    coro_tfuture *tf = CORO__CONTAINER(coro_tfuture, start, r);
+    coro_spawn(L, &tf->task, tf->frame);
+    coro_task_add_done_callback(L, &tf->task, &tf->done_cb, coro__tfuture_done, tf);
+    coro__tfuture_ack(tf); /* a cancel is posted after this: it comes next */
+}
+
+CORO_API void coro__tfuture_cancel(coro_loop *L, coro_remote *r)
+{
+    coro_tfuture *tf = CORO__CONTAINER(coro_tfuture, cancel, r);
+    if (tf->task.h.kind && !coro_task_done(&tf->task)) coro_task_cancel(L, &tf->task);
+    coro__tfuture_ack(tf);
+}
+
+CORO_API int coro_run_coroutine_threadsafe(coro_tfuture *tf, coro_loop *L, coro_frame *frame)
+{
+    memset(tf, 0, sizeof *tf);
+    tf->io = coro_io_of(L);
+    tf->frame = frame;
+    if (pthread_mutex_init(&tf->mu, NULL) != 0) return CORO_ENOMEM;
+    if (pthread_cond_init(&tf->cv, NULL) != 0) {
+        pthread_mutex_destroy(&tf->mu);
+        return CORO_ENOMEM;
+    }
+    tf->msgs = 1;
+    tf->start.fn = coro__tfuture_start;
+    tf->cancel.fn = coro__tfuture_cancel;
+    coro__inbox_post(tf->io, &tf->start);
+    return 0;
+}
+
+/* Blocks until the task is done and the loop is finished with the record
+ * (timeout_ns < 0: no limit): its result or error, or CORO_ETIMEDOUT. */
+CORO_API int coro_tfuture_wait(coro_tfuture *tf, int64_t timeout_ns)
+{
+    struct timespec until;
+    int rc = 0;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (timeout_ns >= 0) {
+        int64_t ns = until.tv_nsec + timeout_ns % 1000000000;
+        until.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+    }
+    pthread_mutex_lock(&tf->mu);
+    while (!(tf->done && tf->msgs == 0) && rc == 0)
+        rc = timeout_ns < 0 ? pthread_cond_wait(&tf->cv, &tf->mu)
+                            : pthread_cond_timedwait(&tf->cv, &tf->mu, &until);
+    rc = tf->done && tf->msgs == 0 ? tf->result : CORO_ETIMEDOUT;
+    pthread_mutex_unlock(&tf->mu);
+    return rc;
+}
+
+/* Asks the loop to cancel the task (once; no effect once it is done). */
+CORO_API void coro_tfuture_cancel(coro_tfuture *tf)
+{
+    pthread_mutex_lock(&tf->mu);
+    int send = !tf->cancel_sent && !tf->done;
+    if (send) {
+        tf->cancel_sent = 1;
+        tf->msgs++;
+    }
+    pthread_mutex_unlock(&tf->mu);
+    if (send) coro__inbox_post(tf->io, &tf->cancel);
+}
+
+CORO_API void coro_tfuture_destroy(coro_tfuture *tf)
+{
+    pthread_cond_destroy(&tf->cv);
+    pthread_mutex_destroy(&tf->mu);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The thread pool: to_thread / run_in_executor                            */
+/* ---------------------------------------------------------------------- */
+
+/* A fixed set of worker threads, started as jobs need them, running
+ * caller-owned job records in FIFO order. A job's completion is posted to
+ * its loop's inbox. asyncio's rules: cancelling a job that has not started
+ * removes it (it never runs); a running job is not interrupted and its
+ * result is discarded - in C the await then ends when the function
+ * returns, because the record lives in the awaiting frame. */
+struct coro_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    coro__link queue;
+    pthread_t *threads;
+    unsigned nthreads, started, idle;
+    int stopping;
+};
+
+/* A piece of work: the function runs on a worker thread and returns an int (c->rc
+ * of the await: >= 0 a value, < 0 an error); anything bigger goes
+ * through arg. */
+typedef int coro_work_fn(void *arg);
+
+typedef struct coro_work {
+    coro_waitable w;
+    coro_remote r;
+    coro__link link;
+    coro_io *io;
+    coro_pool *pool;
+    coro_work_fn *fn;
+    void *arg;
+    int result;
+    uint8_t state;
+} coro_work;
+
+#define CORO__WORK_QUEUED 1
+#define CORO__WORK_RUNNING 2
+#define CORO__WORK_DROPPED 3 /* cancelled before it started, or the pool stopped */
+
+/* Makes a pool of at most nthreads workers (0: as asyncio, min(32, CPUs + 4)).
+ * Returns 0 or CORO_ENOMEM. */
+CORO_API int coro_pool_init(coro_pool *p, unsigned nthreads)
+{
+    memset(p, 0, sizeof *p);
+    if (!nthreads) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = (unsigned)(cpus > 0 ? cpus : 1) + 4;
+        if (nthreads > 32) nthreads = 32;
+    }
+    p->threads = (pthread_t *)calloc(nthreads, sizeof *p->threads);
+    if (!p->threads) return CORO_ENOMEM;
+    p->nthreads = nthreads;
+    coro__link_init(&p->queue);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    return 0;
+}
+
+/* The job went back to its loop (loop thread): settle the await. */
+CORO_API void coro__work_back(coro_loop *L, coro_remote *r)
+{
+    coro_work *j = CORO__CONTAINER(coro_work, r, r);
+    coro_io *io = j->io;
+    int rc = j->state == CORO__WORK_DROPPED ? CORO_ECANCELED : j->result;
+    coro__future_finish(L, &j->w.fut, rc >= 0 ? CORO_FUTURE_RESULT : CORO_FUTURE_ERROR, rc);
+    coro__inbox_use(io, -1);
+}
+
+CORO_API void *coro__pool_worker(void *arg)
+{
+    coro_pool *p = (coro_pool *)arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->queue.next == &p->queue && !p->stopping) {
+            p->idle++;
+            pthread_cond_wait(&p->work, &p->mu);
+            p->idle--;
+        }
+        if (p->queue.next == &p->queue) break; /* stopping, nothing left */
+        coro_work *j = CORO__CONTAINER(coro_work, link, p->queue.next);
+        coro__link_del(&j->link);
+        j->state = CORO__WORK_RUNNING;
+        pthread_mutex_unlock(&p->mu);
+        j->result = j->fn(j->arg);
+        coro__inbox_post(j->io, &j->r); /* the last touch of the record */
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Cancelling the await: a job still queued is dropped at once; a running
+ * one is left alone and its result discarded when it comes back. */
+CORO_API int coro__work_cancel(coro_loop *L, coro_waitable *w)
+{
+    coro_work *j = CORO__CONTAINER(coro_work, w, w);
+    coro_pool *p = j->pool;
+    pthread_mutex_lock(&p->mu);
+    int queued = j->state == CORO__WORK_QUEUED;
+    if (queued) {
+        coro__link_del(&j->link);
+        j->state = CORO__WORK_DROPPED;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!queued) return 0;
+    coro__future_finish(L, &j->w.fut, CORO_FUTURE_ERROR, CORO_ECANCELED);
+    coro__inbox_use(j->io, -1);
+    return 1;
+}
+
+/* asyncio's loop.run_in_executor(pool, fn, arg): await the waitable with
+ * CORO_IO / CORO_AWAIT_WAITABLE; c->rc = fn's result. CORO_ESHUTDOWN once
+ * the pool is shut down; -errno if no worker thread could be started. */
+CORO_API coro_waitable *coro_run_in_executor(coro_work *j, coro_loop *L, coro_pool *p,
+                                             coro_work_fn *fn, void *arg)
+{
+    coro_future_init(&j->w.fut);
+    j->w.cancel = coro__work_cancel;
+    j->w.flags = 0; /* a cancelled job's result is discarded */
+    j->io = coro_io_of(L);
+    j->pool = p;
+    j->fn = fn;
+    j->arg = arg;
+    j->r.fn = coro__work_back;
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->stopping) {
+        rc = CORO_ESHUTDOWN;
+    } else {
+        if (!p->idle && p->started < p->nthreads) { /* one more worker */
+            rc = -pthread_create(&p->threads[p->started], NULL, coro__pool_worker, p);
+            if (rc == 0) p->started++;
+            else if (p->started) rc = 0; /* the others will get to it */
+        }
+        if (rc == 0) {
+            j->state = CORO__WORK_QUEUED;
+            coro__link_add(&p->queue, &j->link);
+            pthread_cond_signal(&p->work);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (rc < 0)
+        coro__future_finish(L, &j->w.fut, CORO_FUTURE_ERROR, rc);
+    else
+        coro__inbox_use(j->io, 1);
+    return &j->w;
+}
+
+/* Stops the pool: jobs not started are dropped (their awaits end with
+ * CORO_ECANCELED), running ones finish; waits up to timeout_ns (< 0: no
+ * limit) for the workers to exit. 0, or CORO_ETIMEDOUT: some still run,
+ * and the pool must then not be freed - call again later. */
+CORO_API int coro_pool_shutdown(coro_pool *p, int64_t timeout_ns)
+{
+    struct timespec until;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    while (p->queue.next != &p->queue) {
+        coro_work *j = CORO__CONTAINER(coro_work, link, p->queue.next);
+        coro__link_del(&j->link);
+        j->state = CORO__WORK_DROPPED;
+        coro__inbox_post(j->io, &j->r);
+    }
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (timeout_ns >= 0) {
+        int64_t ns = until.tv_nsec + timeout_ns % 1000000000;
+        until.tv_sec += (time_t)(timeout_ns / 1000000000 + ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+    }
+    while (p->started) {
+        int rc = timeout_ns < 0 ? pthread_join(p->threads[p->started - 1], NULL)
+                                : pthread_timedjoin_np(p->threads[p->started - 1], NULL, &until);
+        if (rc == ETIMEDOUT) return CORO_ETIMEDOUT;
+        p->started--;
+    }
+    return 0;
+}
+
+/* Releases a pool that was shut down. */
+CORO_API void coro_pool_free(coro_pool *p)
+{
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->mu);
+    free(p->threads);
+    p->threads = NULL;
+}
+
+/* asyncio.to_thread(fn, arg): run_in_executor on the loop's default pool
+ * (made on first use, shut down by coro_loop_close). */
+CORO_API coro_waitable *coro_to_thread(coro_work *j, coro_loop *L, coro_work_fn *fn, void *arg)
+{
+    coro_io *io = coro_io_of(L);
+    if (!io->pool) {
+        coro_pool *p = (coro_pool *)malloc(sizeof *p);
+        if (!p || coro_pool_init(p, 0) < 0) {
+            free(p);
+            coro_future_init(&j->w.fut);
+            j->w.cancel = NULL;
+            j->w.flags = 0;
+            coro__future_finish(L, &j->w.fut, CORO_FUTURE_ERROR, CORO_ENOMEM);
+            return &j->w;
+        }
+        io->pool = p;
+    }
+    return coro_run_in_executor(j, L, io->pool, fn, arg);
+}
+
+/* At loop close: the default pool's workers finish and exit. */
+CORO_API void coro__io_close_pool(coro_io *io)
+{
+    if (!io->pool) return;
+    coro_pool_shutdown(io->pool, -1);
+    coro_pool_free(io->pool);
+    free(io->pool);
+    io->pool = NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1207,8 +1659,10 @@ typedef struct coro_stream {
     int werr, closing, closed, want_eof, lost, sending;
     coro_io_op wop;
     coro_call wcb;
-    coro__link drainers;
+    coro_event drained, closed_ev; /* drain() and wait_closed() wait on them */
     coro_future closed_fut;
+    coro_callback *on_closed; /* internal (servers): runs last, once closed */
+    void *on_closed_arg;
     coro_io_op cop;
     coro_call ccb;
 } coro_stream;
@@ -1227,7 +1681,8 @@ CORO_API int coro_stream_init(coro_stream *s, coro_loop *L, int fd, size_t limit
     s->rbuf = (unsigned char *)malloc(s->rcap);
     s->high = s->limit;
     s->low = s->limit / 4;
-    coro__link_init(&s->drainers);
+    coro_event_init(&s->drained);
+    coro_event_init(&s->closed_ev);
     coro_future_init(&s->closed_fut);
     if (!s->rbuf) return -ENOMEM;
     return 0;
@@ -1280,7 +1735,7 @@ typedef struct coro_stream_op {
     const unsigned char *sep;
     size_t seplen;
     int kind;
-    coro_waiter w;
+    coro_event_op ev;
 } coro_stream_op;
 
 /* Makes room at the end of the read buffer (moves what is buffered to
@@ -1476,17 +1931,11 @@ CORO_API coro_frame *coro_stream_readline(coro_stream_op *op, coro_stream *s, vo
 
 /* ---- writing */
 
-CORO_API void coro__stream_wake_drainers(coro_stream *s, int err)
+/* Wakes drain(): each re-checks (the error, or the buffer below the low
+ * mark). */
+CORO_API void coro__stream_wake_drainers(coro_stream *s)
 {
-    for (coro__link *l = s->drainers.next; l != &s->drainers; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) {
-            if (err)
-                coro_future_set_error(s->loop, &w->fut, err);
-            else
-                coro_future_set_result(s->loop, &w->fut, 0);
-        }
-    }
+    coro_event_set(s->loop, &s->drained);
 }
 
 CORO_API void coro__stream_kick(coro_stream *s);
@@ -1496,7 +1945,9 @@ CORO_API void coro__stream_closed(coro_loop *L, void *arg)
     coro_stream *s = (coro_stream *)arg;
     s->closed = 1;
     s->fd = -1;
-    coro_future_set_result(L, &s->closed_fut, 0);
+    if (!coro_future_done(&s->closed_fut)) coro_future_set_result(L, &s->closed_fut, 0);
+    coro_event_set(L, &s->closed_ev);
+    if (s->on_closed) s->on_closed(L, s->on_closed_arg); /* may free s: last */
 }
 
 CORO_API void coro__stream_sent(coro_loop *L, void *arg)
@@ -1510,11 +1961,11 @@ CORO_API void coro__stream_sent(coro_loop *L, void *arg)
     if (rc < 0) { /* connection lost: drop what is queued */
         s->werr = rc == -EBADF ? -ECONNRESET : rc;
         s->wstart = s->wend = 0;
-        coro__stream_wake_drainers(s, s->werr);
+        coro__stream_wake_drainers(s);
     } else {
         s->wstart += (size_t)rc;
         if (s->wstart == s->wend) s->wstart = s->wend = 0;
-        if (s->wend - s->wstart <= s->low) coro__stream_wake_drainers(s, 0);
+        if (s->wend - s->wstart <= s->low) coro__stream_wake_drainers(s);
     }
     coro__stream_kick(s);
 }
@@ -1613,12 +2064,14 @@ CORO_API int coro__stream_drain_fn(coro_ctx *c)
         CORO_FAIL(c, -ECONNRESET);
     }
     if (s->werr) CORO_FAIL(c, s->werr);
-    if (coro_stream_write_buffered(s) > s->high) {
-        coro__waiter_add(&s->drainers, &op->w);
-        CORO_AWAIT_FUTURE(c, &op->w.fut);
-        coro__link_del(&op->w.link);
+    while (coro_stream_write_buffered(s) > s->high) { /* until below the low mark */
+        coro_event_clear(&s->drained);
+        CORO_AWAIT(c, coro_event_wait(&op->ev, &s->drained));
+        CORO_CHECK(c);
+        if (s->werr) CORO_FAIL(c, s->werr); /* the connection was lost */
+        if (coro_stream_write_buffered(s) <= s->low) break;
     }
-    CORO_RETURN(c, c->rc);
+    CORO_RETURN(c, 0);
     CORO_END(c);
 }
 
@@ -1630,10 +2083,29 @@ CORO_API coro_frame *coro_stream_drain(coro_stream_op *op, coro_stream *s)
     return coro_frame_init(&op->co, coro__stream_drain_fn);
 }
 
-/* wait_closed(): until the fd is closed. */
+/* A future done once the fd is closed: for done-callbacks and checks.
+ * A task waits with coro_stream_wait_closed: awaiting this future directly
+ * would cancel it when the task is cancelled. */
 CORO_API coro_future *coro_stream_closed(coro_stream *s)
 {
     return &s->closed_fut;
+}
+
+CORO_API int coro__stream_wait_closed_fn(coro_ctx *c)
+{
+    coro_stream_op *op = CORO_SELF(c, coro_stream_op);
+    CORO_BEGIN(c);
+    if (!op->s->closed) CORO_AWAIT(c, coro_event_wait(&op->ev, &op->s->closed_ev));
+    CORO_RETURN(c, c->rc);
+    CORO_END(c);
+}
+
+/* wait_closed(): until the fd is closed (after coro_stream_close); a
+ * cancelled wait changes nothing. */
+CORO_API coro_frame *coro_stream_wait_closed(coro_stream_op *op, coro_stream *s)
+{
+    op->s = s;
+    return coro_frame_init(&op->co, coro__stream_wait_closed_fn);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1686,7 +2158,8 @@ struct coro_conn {
     coro_stream stream;
     coro_server *srv;
     coro__link link;
-    coro_call done_cb, closed_cb;
+    coro_call done_cb;
+    int refs; /* the handler's task and the stream: freed when both ended */
     /* the handler's frame follows (max_align_t aligned) */
 };
 
@@ -1738,11 +2211,15 @@ CORO_API void coro__server_check_closed(coro_server *srv)
         coro_future_set_result(srv->loop, &srv->closed, 0);
 }
 
-CORO_API void coro__conn_closed(coro_loop *L, void *arg)
+/* The handler ended, or the stream is closed: when both, the connection
+ * goes (its stream may be closed first, by close_clients, while the
+ * handler still runs in the connection's memory). */
+CORO_API void coro__conn_release(coro_loop *L, void *arg)
 {
     coro_conn *conn = (coro_conn *)arg;
     coro_server *srv = conn->srv;
     (void)L;
+    if (--conn->refs > 0) return;
     coro__link_del(&conn->link);
     srv->nconns--;
     coro_stream_free(&conn->stream);
@@ -1759,9 +2236,8 @@ CORO_API void coro__conn_done(coro_loop *L, void *arg)
     if (rc < 0 && rc != CORO_ECANCELED)
         coro__report(L, CORO_REPORT_HANDLER_ERROR, "Unhandled exception in client_connected_cb",
                      &conn->task, rc, 0);
-    coro_stream_close(&conn->stream);
-    coro_future_add_done_callback(L, coro_stream_closed(&conn->stream), &conn->closed_cb,
-                                  coro__conn_closed, conn);
+    coro_stream_close(&conn->stream); /* if not yet: what it queued is still sent */
+    coro__conn_release(L, conn);
 }
 
 /* A new connection: allocate, wrap, start its handler (-ENOMEM: refused). */
@@ -1777,6 +2253,9 @@ CORO_API int coro__server_conn(coro_server *srv, int fd)
         return -ENOMEM;
     }
     conn->srv = srv;
+    conn->refs = 2;
+    conn->stream.on_closed = coro__conn_release;
+    conn->stream.on_closed_arg = conn;
     coro__link_add(&srv->conns, &conn->link);
     srv->nconns++;
     coro_spawn(srv->loop, &conn->task, srv->fn(conn, coro_conn_frame(conn), srv->arg));
@@ -1815,17 +2294,34 @@ CORO_API int coro__acceptor_fn(coro_ctx *c)
     CORO_END(c);
 }
 
-/* asyncio.start_server: listens on host:port (numeric; NULL: any IPv4;
- * port 0: chosen by the kernel, see coro_server_port) and runs fn's
- * handler in a task per connection, each with a stream of the given limit
- * (0: 64 KiB). Returns 0 or a negative errno. */
-CORO_API int coro_server_start(coro_server *srv, coro_loop *L, const char *host, int port,
-                               coro_conn_fn *fn, size_t frame_size, void *arg, size_t limit)
+/* A listening socket on host:port (numeric; NULL: any IPv4), non-blocking,
+ * SO_REUSEADDR; with reuseport also SO_REUSEPORT (one per loop on the same
+ * port: the kernel spreads the connections). The fd, or a negative errno. */
+CORO_API int coro_listen(const char *host, int port, int reuseport)
 {
     struct sockaddr_storage ss;
     socklen_t len;
     int one = 1, rc = coro__sockaddr(&ss, &len, host, port);
     if (rc < 0) return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* start_server(sock=lfd): serves connections accepted on a listening
+ * socket the caller made (the server owns it from now on). */
+CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_conn_fn *fn,
+                                  size_t frame_size, void *arg, size_t limit)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
     memset(srv, 0, sizeof *srv);
     srv->loop = L;
     srv->fn = fn;
@@ -1834,22 +2330,26 @@ CORO_API int coro_server_start(coro_server *srv, coro_loop *L, const char *host,
     srv->limit = limit;
     coro__link_init(&srv->conns);
     coro_future_init(&srv->closed);
-    srv->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (srv->lfd < 0) return -errno;
-    setsockopt(srv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(srv->lfd, (struct sockaddr *)&ss, len) < 0 || listen(srv->lfd, 4096) < 0) {
-        rc = -errno;
-        close(srv->lfd);
-        return rc;
-    }
-    len = sizeof ss;
-    getsockname(srv->lfd, (struct sockaddr *)&ss, &len);
+    srv->lfd = lfd;
+    if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0) return -errno;
     srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)(void *)&ss)->sin_port
                                               : ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
     srv->listening = 1;
     srv->acc.srv = srv;
     coro_spawn(L, &srv->acceptor, coro_frame_init(&srv->acc.co, coro__acceptor_fn));
     return 0;
+}
+
+/* asyncio.start_server: listens on host:port (numeric; NULL: any IPv4;
+ * port 0: chosen by the kernel, see coro_server_port) and runs fn's
+ * handler in a task per connection, each with a stream of the given limit
+ * (0: 64 KiB). Returns 0 or a negative errno. */
+CORO_API int coro_server_start(coro_server *srv, coro_loop *L, const char *host, int port,
+                               coro_conn_fn *fn, size_t frame_size, void *arg, size_t limit)
+{
+    int lfd = coro_listen(host, port, 0);
+    if (lfd < 0) return lfd;
+    return coro_server_start_fd(srv, L, lfd, fn, frame_size, arg, limit);
 }
 
 CORO_API int coro_server_port(const coro_server *srv)
@@ -1886,32 +2386,80 @@ CORO_API coro_future *coro_server_closed(coro_server *srv)
     return &srv->closed;
 }
 
-/* asyncio.open_connection to a numeric address (host names: see the
- * resolver). On success s is a stream over the connected socket; on
- * failure (or cancellation) the socket is closed. */
+/* asyncio.open_connection: connects to host:port and wraps the socket in
+ * a stream. host is a numeric IPv4/IPv6 address, or a name resolved with
+ * getaddrinfo on the loop's thread pool (its addresses are tried in turn).
+ * On failure or cancellation no socket is left open. */
+#include <netdb.h>
+#include <stdio.h>
+
+#define CORO_ENAME (-3005) /* a host name could not be resolved */
+
 typedef struct coro_connect_op {
     coro_frame co;
     coro_stream *s;
     const char *host;
-    int port, fd;
+    int port, fd, err;
     size_t limit;
     coro_io_op op;
+    coro_work work;            /* getaddrinfo, on the pool */
+    struct addrinfo *res, *ai; /* what it found; the next one to try */
     struct sockaddr_storage addr;
     socklen_t alen;
 } coro_connect_op;
+
+/* Runs on a worker thread: o->res, or an error. */
+CORO_API int coro__resolve(void *arg)
+{
+    coro_connect_op *o = (coro_connect_op *)arg;
+    struct addrinfo hints;
+    char port[8];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", o->port);
+    int rc = getaddrinfo(o->host, port, &hints, &o->res);
+    if (rc == 0) return 0;
+    o->res = NULL;
+    return rc == EAI_SYSTEM ? -errno : rc == EAI_MEMORY ? CORO_ENOMEM : CORO_ENAME;
+}
+
+/* The next address to try into o->addr; 0 when there is none left. */
+CORO_API int coro__next_addr(coro_connect_op *o)
+{
+    if (!o->ai) return 0;
+    memcpy(&o->addr, o->ai->ai_addr, o->ai->ai_addrlen);
+    o->alen = o->ai->ai_addrlen;
+    o->ai = o->ai->ai_next;
+    return 1;
+}
 
 CORO_API int coro__connect_fn(coro_ctx *c)
 {
     coro_connect_op *o = CORO_SELF(c, coro_connect_op);
     CORO_BEGIN(c);
     o->fd = -1;
-    c->rc = coro__sockaddr(&o->addr, &o->alen, o->host, o->port);
-    CORO_CHECK(c);
-    CORO_IO(c, coro_socket(&o->op, c->loop, o->addr.ss_family, SOCK_STREAM, 0));
-    CORO_CHECK(c);
-    o->fd = c->rc;
-    CORO_IO(c, coro_connect(&o->op, c->loop, o->fd, (struct sockaddr *)&o->addr, o->alen));
-    CORO_CHECK(c);
+    o->res = o->ai = NULL;
+    if (o->port < 0 || o->port > 65535 || !o->host) CORO_FAIL(c, CORO_EINVAL);
+    if (coro__sockaddr(&o->addr, &o->alen, o->host, o->port) < 0) { /* a name */
+        CORO_IO(c, coro_to_thread(&o->work, c->loop, coro__resolve, o));
+        CORO_CHECK(c);
+        o->ai = o->res;
+        if (!coro__next_addr(o)) CORO_FAIL(c, CORO_ENAME);
+    }
+    for (;;) { /* each address in turn, until one connects */
+        CORO_IO(c, coro_socket(&o->op, c->loop, o->addr.ss_family, SOCK_STREAM, 0));
+        CORO_CHECK(c);
+        o->fd = c->rc;
+        CORO_IO(c, coro_connect(&o->op, c->loop, o->fd, (struct sockaddr *)&o->addr, o->alen));
+        if (c->rc >= 0) break;
+        o->err = c->rc;
+        close(o->fd);
+        coro_io_forget(c->loop, o->fd);
+        o->fd = -1;
+        if (o->err == CORO_ECANCELED || !coro__next_addr(o)) CORO_FAIL(c, o->err);
+    }
     c->rc = coro_stream_init(o->s, c->loop, o->fd, o->limit);
     if (c->rc < 0) {
         coro_stream_free(o->s);
@@ -1924,11 +2472,13 @@ CORO_API int coro__connect_fn(coro_ctx *c)
         coro_io_forget(c->loop, o->fd);
         o->fd = -1;
     }
+    if (o->res) freeaddrinfo(o->res);
+    o->res = NULL;
     CORO_END(c);
 }
 
-/* Connects to host:port (numeric IPv4/IPv6): await the frame; c->rc 0 and
- * s is ready, or a negative errno (the socket, if any, is closed). */
+/* Connects to host:port: await the frame; c->rc 0 and s is ready, or a
+ * negative errno, CORO_ENAME (no such host) or CORO_EINVAL. */
 CORO_API coro_frame *coro_open_connection(coro_connect_op *o, coro_stream *s, const char *host,
                                           int port, size_t limit)
 {
@@ -1937,6 +2487,385 @@ CORO_API coro_frame *coro_open_connection(coro_connect_op *o, coro_stream *s, co
     o->port = port;
     o->limit = limit;
     return coro_frame_init(&o->co, coro__connect_fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Subprocesses                                                            */
+/* ---------------------------------------------------------------------- */
+
+/* asyncio's create_subprocess_exec / _shell. The child's standard streams
+ * are each inherited, /dev/null, or a PIPE: a coro_stream on our side (a
+ * Unix socket pair, so that a closed pipe is an error code, never a
+ * SIGPIPE); stderr may also go to stdout. The child's exit is observed
+ * through a pidfd (Linux >= 5.3): no SIGCHLD handler, no race with other
+ * children. Closing a process that still runs kills it (as asyncio's
+ * transport does) so that nothing is left behind. */
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+#define CORO_INHERIT 0
+#define CORO_PIPE 1
+#define CORO_DEVNULL 2
+#define CORO_STDOUT 3 /* stderr only: where stdout goes */
+
+typedef struct coro_process_opts {
+    int in, out, err;       /* CORO_INHERIT (0), CORO_PIPE, CORO_DEVNULL, CORO_STDOUT */
+    char *const *envp;      /* NULL: this process's environment */
+    const char *cwd;        /* NULL: this process's */
+    size_t limit;           /* the pipes' stream limit (0: 64 KiB) */
+} coro_process_opts;
+
+typedef struct coro_process {
+    coro_loop *loop;
+    pid_t pid;
+    int pidfd, returncode, exited;
+    coro_stream *in, *out, *err; /* the PIPEs (NULL otherwise) */
+    coro_stream pipes[3];
+    coro_event exit;
+    coro_io_op watch;
+    coro_call watch_cb;
+} coro_process;
+
+/* The pidfd became readable: the child is gone; reap it. */
+CORO_API void coro__process_exited(coro_loop *L, void *arg)
+{
+    coro_process *p = (coro_process *)arg;
+    int status;
+    if (p->watch.res < 0 && p->watch.res != -EINTR) return; /* pidfd closed: see close */
+    if (waitpid(p->pid, &status, WNOHANG) != p->pid) { /* not yet: watch again */
+        coro_future_add_done_callback(L, &coro_poll(&p->watch, L, p->pidfd, POLLIN)->fut,
+                                      &p->watch_cb, coro__process_exited, p);
+        return;
+    }
+    p->returncode = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    p->exited = 1;
+    close(p->pidfd);
+    coro_io_forget(L, p->pidfd);
+    p->pidfd = -1;
+    coro_event_set(L, &p->exit);
+}
+
+/* One of the child's standard streams: sets *child to the fd it gets (or
+ * -1: inherit) and opens our end of a PIPE. 0 or a negative errno. */
+CORO_API int coro__process_stdio(coro_process *p, int k, int how, int *child, size_t limit)
+{
+    int sv[2];
+    *child = -1;
+    if (how == CORO_DEVNULL) {
+        *child = open("/dev/null", O_RDWR | O_CLOEXEC);
+        return *child < 0 ? -errno : 0;
+    }
+    if (how != CORO_PIPE) return 0;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    shutdown(sv[0], k == 0 ? SHUT_RD : SHUT_WR); /* one way, like a pipe */
+    *child = sv[1];
+    int rc = coro_stream_init(&p->pipes[k], p->loop, sv[0], limit);
+    if (rc < 0) {
+        coro_stream_free(&p->pipes[k]);
+        close(sv[0]);
+        return rc;
+    }
+    if (k == 0) p->in = &p->pipes[0];
+    else if (k == 1) p->out = &p->pipes[1];
+    else p->err = &p->pipes[2];
+    return 0;
+}
+
+/* Undoes a failed start: our ends, the child's ends. */
+CORO_API void coro__process_unwind(coro_process *p, int child[3])
+{
+    for (int k = 0; k < 3; k++) {
+        if (child[k] >= 0 && (k < 2 || child[k] != child[1])) close(child[k]);
+        coro_stream *s = k == 0 ? p->in : k == 1 ? p->out : p->err;
+        if (s) {
+            close(s->fd);
+            coro_stream_free(s);
+        }
+    }
+    p->in = p->out = p->err = NULL;
+}
+
+/* create_subprocess_exec: runs argv[0] (searched in PATH) with argv.
+ * Returns 0 (p is running; await coro_process_wait, and end with
+ * coro_process_close) or a negative errno (-ENOENT: no such program). */
+CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[],
+                               const coro_process_opts *o)
+{
+    static const coro_process_opts none;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t set;
+    int child[3] = {-1, -1, -1}, rc = 0;
+    if (!o) o = &none;
+    memset(p, 0, sizeof *p);
+    p->loop = L;
+    p->pidfd = -1;
+    coro_event_init(&p->exit);
+    if (!argv || !argv[0] || o->in == CORO_STDOUT || o->out == CORO_STDOUT) return CORO_EINVAL;
+    rc = coro__process_stdio(p, 0, o->in, &child[0], o->limit);
+    if (rc == 0) rc = coro__process_stdio(p, 1, o->out, &child[1], o->limit);
+    if (rc == 0 && o->err != CORO_STDOUT) rc = coro__process_stdio(p, 2, o->err, &child[2], o->limit);
+    if (rc < 0) {
+        coro__process_unwind(p, child);
+        return rc;
+    }
+    posix_spawn_file_actions_init(&fa);
+    for (int k = 0; k < 3; k++)
+        if (child[k] >= 0) posix_spawn_file_actions_adddup2(&fa, child[k], k);
+    if (o->err == CORO_STDOUT) posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (o->cwd) posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+    posix_spawnattr_init(&at);
+    sigemptyset(&set); /* the child starts with no signal blocked ... */
+    posix_spawnattr_setsigmask(&at, &set);
+    sigaddset(&set, SIGPIPE); /* ... and SIGPIPE, SIGXFSZ as exec gives them */
+    sigaddset(&set, SIGXFSZ);
+    posix_spawnattr_setsigdefault(&at, &set);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = -posix_spawnp(&p->pid, argv[0], &fa, &at, argv, o->envp ? o->envp : environ);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int k = 0; k < 3; k++)
+        if (child[k] >= 0) close(child[k]);
+    child[0] = child[1] = child[2] = -1;
+    if (rc == 0) {
+        p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+        if (p->pidfd < 0) { /* no pidfd: cannot watch it; do not leave it behind */
+            rc = -errno;
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, NULL, 0);
+        }
+    }
+    if (rc < 0) {
+        coro__process_unwind(p, child);
+        return rc;
+    }
+    coro_future_add_done_callback(L, &coro_poll(&p->watch, L, p->pidfd, POLLIN)->fut,
+                                  &p->watch_cb, coro__process_exited, p);
+    return 0;
+}
+
+/* create_subprocess_shell: /bin/sh -c cmd. */
+CORO_API int coro_process_shell(coro_process *p, coro_loop *L, const char *cmd,
+                                const coro_process_opts *o)
+{
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", (char *)(uintptr_t)cmd, NULL};
+    if (!cmd) return CORO_EINVAL;
+    return coro_process_exec(p, L, argv, o);
+}
+
+CORO_API pid_t coro_process_pid(const coro_process *p)
+{
+    return p->pid;
+}
+
+/* asyncio's returncode: the exit status, or -signal if a signal killed it;
+ * only meaningful once coro_process_exited(). */
+CORO_API int coro_process_returncode(const coro_process *p)
+{
+    return p->returncode;
+}
+
+CORO_API int coro_process_exited(const coro_process *p)
+{
+    return p->exited;
+}
+
+/* send_signal / terminate / kill: 0, or -ESRCH once it has exited. */
+CORO_API int coro_process_send_signal(coro_process *p, int sig)
+{
+    if (p->exited || p->pidfd < 0) return -ESRCH;
+    return syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+CORO_API int coro_process_terminate(coro_process *p)
+{
+    return coro_process_send_signal(p, SIGTERM);
+}
+
+CORO_API int coro_process_kill(coro_process *p)
+{
+    return coro_process_send_signal(p, SIGKILL);
+}
+
+/* wait(): until it exits. c->rc = the exit status (0..255), or 128 + the
+ * signal that killed it (the shell's convention: rc stays >= 0; see
+ * coro_process_returncode for asyncio's -signal). Any number of tasks may
+ * wait; cancelling a wait does not touch the process. */
+typedef struct coro_process_op {
+    coro_frame co;
+    coro_process *p;
+    coro_event_op ev;
+} coro_process_op;
+
+CORO_API int coro__process_status(const coro_process *p)
+{
+    return p->returncode >= 0 ? p->returncode : 128 - p->returncode;
+}
+
+CORO_API int coro__process_wait_fn(coro_ctx *c)
+{
+    coro_process_op *op = CORO_SELF(c, coro_process_op);
+    CORO_BEGIN(c);
+    if (!op->p->exited) {
+        CORO_AWAIT(c, coro_event_wait(&op->ev, &op->p->exit));
+        CORO_CHECK(c);
+    }
+    CORO_RETURN(c, coro__process_status(op->p));
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro_process_wait(coro_process_op *op, coro_process *p)
+{
+    op->p = p;
+    return coro_frame_init(&op->co, coro__process_wait_fn);
+}
+
+/* communicate(input): feeds input to stdin and closes it (a broken pipe is
+ * ignored, as asyncio does), reads stdout and stderr (those that are
+ * PIPEs) to their end concurrently into out / err (grown with realloc;
+ * free(out->data) afterwards), then waits for the exit: c->rc as wait(). */
+typedef struct coro_bytes {
+    unsigned char *data;
+    size_t len, cap;
+} coro_bytes;
+
+typedef struct coro__pipe_reader {
+    coro_frame co;
+    coro_stream *s;
+    coro_bytes *b;
+    coro_stream_op op;
+} coro__pipe_reader;
+
+CORO_API int coro__pipe_read_fn(coro_ctx *c)
+{
+    coro__pipe_reader *r = CORO_SELF(c, coro__pipe_reader);
+    CORO_BEGIN(c);
+    for (;;) {
+        if (r->b->cap - r->b->len < 4096) {
+            size_t cap = r->b->cap ? 2 * r->b->cap : 16384;
+            unsigned char *d = (unsigned char *)realloc(r->b->data, cap);
+            if (!d) CORO_FAIL(c, CORO_ENOMEM);
+            r->b->data = d;
+            r->b->cap = cap;
+        }
+        CORO_AWAIT(c, coro_stream_read(&r->op, r->s, r->b->data + r->b->len,
+                                       r->b->cap - r->b->len, r->b->cap - r->b->len));
+        if (c->rc <= 0) break;
+        r->b->len += (size_t)c->rc;
+    }
+    CORO_RETURN(c, c->rc);
+    CORO_END(c);
+}
+
+typedef struct coro_communicate_op {
+    coro_frame co;
+    coro_process *p;
+    const void *input;
+    size_t len;
+    coro_bytes *out, *err;
+    coro_task readers[2];
+    coro__pipe_reader r[2];
+    coro_stream_op op;
+    coro_process_op wait;
+    int i, rc;
+} coro_communicate_op;
+
+CORO_API int coro__communicate_fn(coro_ctx *c)
+{
+    coro_communicate_op *o = CORO_SELF(c, coro_communicate_op);
+    coro_process *p = o->p;
+    CORO_BEGIN(c);
+    o->rc = 0;
+    for (o->i = 0; o->i < 2; o->i++) {
+        coro_stream *s = o->i ? p->err : p->out;
+        coro_bytes *b = o->i ? o->err : o->out;
+        o->r[o->i].s = s;
+        o->r[o->i].b = b;
+        if (s && b) coro_spawn(c->loop, &o->readers[o->i], coro_frame_init(&o->r[o->i].co, coro__pipe_read_fn));
+    }
+    if (p->in) {
+        if (o->len) {
+            coro_stream_write(p->in, o->input, o->len);
+            CORO_AWAIT(c, coro_stream_drain(&o->op, p->in));
+            if (c->rc == CORO_ECANCELED) o->rc = c->rc; /* BrokenPipe / reset: ignored */
+        }
+        coro_stream_close(p->in);
+    }
+    for (o->i = 0; o->i < 2; o->i++) { /* the readers end at EOF, or are cancelled */
+        if (!o->r[o->i].s || !o->r[o->i].b) continue;
+        if (o->rc == CORO_ECANCELED) coro_task_cancel(c->loop, &o->readers[o->i]);
+        CORO_AWAIT_TASK(c, &o->readers[o->i]);
+        if (c->rc == CORO_ECANCELED && !coro_task_cancelled(&o->readers[o->i])) o->rc = c->rc;
+        if (c->rc < 0 && o->rc == 0) o->rc = c->rc;
+        if (o->rc == CORO_ECANCELED) {
+            coro_task_cancel(c->loop, &o->readers[0]);
+            coro_task_cancel(c->loop, &o->readers[1]);
+        }
+    }
+    if (o->rc < 0) CORO_FAIL(c, o->rc);
+    CORO_AWAIT(c, coro_process_wait(&o->wait, p));
+    CORO_RETURN(c, c->rc);
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro_process_communicate(coro_communicate_op *o, coro_process *p,
+                                              const void *input, size_t len, coro_bytes *out,
+                                              coro_bytes *err)
+{
+    memset(o, 0, sizeof *o);
+    o->p = p;
+    o->input = input;
+    o->len = len;
+    o->out = out;
+    o->err = err;
+    return coro_frame_init(&o->co, coro__communicate_fn);
+}
+
+/* Ends a process's life on our side: kills it if it still runs, waits
+ * for it, closes its pipes and frees them. Await it before p goes away;
+ * it finishes even if cancelled (then c->rc is CORO_ECANCELED). */
+typedef struct coro_process_close_op {
+    coro_frame co;
+    coro_process *p;
+    coro_event_op ev;
+    coro_stream_op sop;
+    int k, cancelled;
+} coro_process_close_op;
+
+CORO_API int coro__process_close_fn(coro_ctx *c)
+{
+    coro_process_close_op *o = CORO_SELF(c, coro_process_close_op);
+    coro_process *p = o->p;
+    CORO_BEGIN(c);
+    o->cancelled = 0;
+    if (!p->exited) coro_process_kill(p);
+    while (!p->exited) {
+        CORO_AWAIT(c, coro_event_wait(&o->ev, &p->exit));
+        if (c->rc == CORO_ECANCELED) o->cancelled = 1;
+    }
+    for (o->k = 0; o->k < 3; o->k++) {
+        if (!(o->k == 0 ? p->in : o->k == 1 ? p->out : p->err)) continue;
+        coro_stream_close(&p->pipes[o->k]);
+        while (!p->pipes[o->k].closed) {
+            CORO_AWAIT(c, coro_stream_wait_closed(&o->sop, &p->pipes[o->k]));
+            if (c->rc == CORO_ECANCELED) o->cancelled = 1;
+        }
+        coro_stream_free(&p->pipes[o->k]);
+    }
+    p->in = p->out = p->err = NULL;
+    CORO_RETURN(c, o->cancelled ? CORO_ECANCELED : 0);
+    CORO_END(c);
+}
+
+CORO_API coro_frame *coro_process_close(coro_process_close_op *o, coro_process *p)
+{
+    o->p = p;
+    return coro_frame_init(&o->co, coro__process_close_fn);
 }
 
 #endif /* CORO_IO_H */

@@ -118,7 +118,7 @@ static int client_fn(coro_ctx *c)
     CORO_AWAIT_TASK(c, &f->wtask);
     if (c->rc < 0 && c->rc != CORO_ECANCELED) (void)fail(f, "write", c->rc);
     coro_stream_close(&f->s);
-    CORO_AWAIT_FUTURE(c, coro_stream_closed(&f->s));
+    CORO_AWAIT(c, coro_stream_wait_closed(&f->op, &f->s));
     coro_stream_free(&f->s);
     CORO_RETURN(c, f->outcome);
     CORO_END(c);

@@ -6,6 +6,7 @@
 #   http_server: keep-alive, pipelining, 404/405/400, Connection: close
 #   (test/http_check.py).
 #   cat: files, standard input, a missing file, a closed pipe.
+#   echo_server_mt: 2 loops on 2 threads, the 1000 x 1 MiB run again.
 # Ends with "N passed, N failed".
 B=build/examples
 P=0; F=0
@@ -34,7 +35,9 @@ start_server() {
 # "closed".
 stop_server() {
     kill -$1 $spid
+    (sleep 60; kill -9 $spid 2>/dev/null) & watchdog=$! # a server that hangs fails
     wait $spid; rc=$?
+    kill $watchdog 2>/dev/null
     if [ $rc -eq 0 ] && grep -q '^closed$' $tmp/server.out; then ok
     else bad "$server [$be] on SIG$1: exit $rc"; cat $tmp/server.out; fi
 }
@@ -87,6 +90,26 @@ PY
     [ $rc -eq 1 ] && grep -q 'connect.*refused' $tmp/client.out && ok ||
         { bad "echo_client [$be] to a closed port: exit $rc"; cat $tmp/client.out; }
 done
+# echo_server_mt: two loops on two threads, the same 1000 x 1 MiB run.
+server=echo_server_mt
+for be in uring epoll; do
+    CORO_BACKEND=$be $B/echo_server_mt 0 2 >$tmp/server.out 2>&1 &
+    spid=$!
+    port=
+    for i in $(seq 1 200); do
+        port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\) (.*, 2 threads)$/\1/p' $tmp/server.out)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    [ -n "$port" ] || { bad "echo_server_mt [$be] did not start: $(cat $tmp/server.out)"; continue; }
+    if CORO_BACKEND=$be timeout 300 $B/echo_client $port 1000 1048576 65536 11 >$tmp/client.out 2>&1 &&
+        grep -q '^1000 connections, 1048576 bytes each way, every byte verified' $tmp/client.out; then ok
+    else bad "echo_client [$be] 1000 x 1 MiB against echo_server_mt"; tail -5 $tmp/client.out; fi
+    stop_server TERM
+    [ "$(grep -c '^closed$' $tmp/server.out)" -eq 2 ] && ok || bad "echo_server_mt [$be]: both loops must close"
+done
+$B/echo_server_mt 0 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "echo_server_mt without THREADS"
+
 # http_server: the protocol checks, then a stop with a connection open.
 server=http_server
 for be in uring epoll; do

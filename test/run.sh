@@ -1,7 +1,9 @@
 #!/bin/sh
 # Runs the whole suite: every test binary plain, under ASan+UBSan, and plain
-# under valgrind (when installed); every example against its expected
-# output; the header checks. Ends with "N passed, N failed[, N skipped]".
+# under valgrind (when installed); the thread suites also under TSan; every
+# example against its expected output; the I/O examples against each other
+# (examples_io.sh); the header checks; the conformance scenarios.
+# Ends with "N passed, N failed[, N skipped]".
 B=build
 P=0; F=0; S=0
 add() { # add "N passed, M failed" from a log, or count a crash as a failure
@@ -31,8 +33,9 @@ run() {
     esac
 }
 
-for flavor in plain asan; do
+for flavor in plain asan tsan; do
     for t in $B/test/$flavor/test_*; do
+        [ -x "$t" ] || continue
         run "$flavor/${t##*/}" "$t"
     done
 done
