@@ -107,7 +107,11 @@ fuzz: $(BUILD)/fuzz-scenario
 	    -artifact_prefix=$(BUILD)/fuzz- \
 	    -print_final_stats=1 $(BUILD)/fuzz-corpus
 
-test: all
+# make test and make bench first install what a fresh Debian 12 lacks
+# (test/deps.sh, bench/deps.sh: they say what), then build, then run.
+test:
+	@sh test/deps.sh
+	@$(MAKE) --no-print-directory all
 	@sh test/run.sh
 
 # Benchmarks (bench/README.md). bench: the quick profile (< 5 min), after
@@ -116,11 +120,15 @@ test: all
 # callgrind against bench/baseline.json, fails on a > 10% regression
 # (BENCH_INJECT=K adds K increments per operation: shows that it fails).
 .PHONY: bench-full bench-check
-bench: $(BENCH_BINS)
+bench:
+	@sh test/deps.sh
 	@sh bench/deps.sh
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
 	@sh bench/run.sh
-bench-full: $(BENCH_BINS)
+bench-full:
+	@sh test/deps.sh
 	@sh bench/deps.sh
+	@$(MAKE) --no-print-directory $(BENCH_BINS)
 	@BENCH_PROFILE=full sh bench/run.sh
 BENCH_CHECK_DIR := $(BUILD)/bench/check$(if $(BENCH_INJECT),-inject$(BENCH_INJECT))
 $(BENCH_CHECK_DIR)/%: bench/%.c $(HDRS) bench/bench.h

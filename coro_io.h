@@ -131,7 +131,7 @@ enum {
 /* Per-fd bookkeeping (both backends): in-flight ops, closing, and, for
  * epoll, the readiness waiters, the registration and the readiness known. */
 typedef struct coro__fdslot {
-    coro__link readers, writers;
+    coro__link readers, writers, pollers; /* epoll: who waits, per direction */
     uint32_t inflight;
     uint32_t events; /* epoll: registered (edge-triggered, once per fd) */
     uint8_t ready;   /* epoll: 1 readable, 2 writable, as far as we know */
@@ -140,7 +140,16 @@ typedef struct coro__fdslot {
     coro_io_op *close_op; /* deferred until the in-flight ops are back */
 } coro__fdslot;
 
-/* Counters, for tests and tuning. */
+/* Counters, for tests and tuning (both backends unless marked).
+ *   submitted  operations handed to the kernel (uring)
+ *   completed  operations finished, with any result
+ *   enters     waits for events (io_uring_enter / epoll_wait)
+ *   sq_full    times an SQE was not available (real or injected; uring)
+ *   pending    operations or cancels that had to wait for room (uring)
+ *   cancels    cancellations of operations in flight
+ *   overflow_flushes  CQ overflows flushed (uring)
+ *   busy_retries      waits that failed with -EBUSY/-EAGAIN/-EINTR
+ *   wakes      wake-ups from other threads or signal handlers seen */
 typedef struct coro_io_stats {
     uint64_t submitted, completed, enters, sq_full, pending, cancels,
         overflow_flushes, busy_retries, wakes;
@@ -148,8 +157,9 @@ typedef struct coro_io_stats {
 
 /* Fault injection (tests): called before an operation is submitted.
  * Return 0 to go on, n > 0 to shrink its length to n (short I/O),
- * CORO_IO_FAULT_SQ_FULL to behave as if the SQ were full, or another
- * negative errno to fail it with that error without submitting it. */
+ * CORO_IO_FAULT_SQ_FULL to behave as if the SQ were full (uring only: epoll
+ * has no SQ, the operation just runs), or another negative errno to fail
+ * it with that error without submitting it. */
 #define CORO_IO_FAULT_SQ_FULL (-100000)
 typedef int coro_io_fault(void *arg, coro_io_op *op);
 /* ... and before each wait for events: return 0, or -EBUSY/-EAGAIN/-EINTR
@@ -181,6 +191,7 @@ struct coro_io {
     struct epoll_event events[64];
     /* both */
     coro__link pending; /* ops to submit (uring) or completed (epoll) */
+    coro__link cancels; /* uring: cancels to submit (first; not under the cap) */
     coro__fdslot *fds;
     int nfds;
     int wakefd;
@@ -194,6 +205,7 @@ struct coro_io {
     unsigned inbox_users;   /* jobs out + threadsafe mode: registered while > 0 */
     int threadsafe;
     coro_pool *pool;        /* the default pool, made by the first coro_to_thread */
+    int internal;           /* > 0 while the library starts its own operations */
 };
 
 #define CORO__IO_MAGIC 0x636f696fu /* "coio" */
@@ -228,6 +240,15 @@ CORO_API void coro_io_set_fault(coro_io *io, coro_io_fault *fault,
 /* The fd table                                                            */
 /* ---------------------------------------------------------------------- */
 
+/* A list head moved by realloc from old: its neighbours point at it again. */
+CORO_API void coro__fdslot_moved(coro__link *head, const coro__link *old)
+{
+    if (head->next == old)
+        coro__link_init(head);
+    else
+        head->next->prev = head->prev->next = head;
+}
+
 /* The slot of fd (grown on demand); NULL only if memory runs out. */
 CORO_API coro__fdslot *coro__fdslot_of(coro_io *io, int fd)
 {
@@ -238,16 +259,15 @@ CORO_API coro__fdslot *coro__fdslot_of(coro_io *io, int fd)
         coro__fdslot *t = (coro__fdslot *)realloc(io->fds, (size_t)n * sizeof *t);
         if (!t) return NULL;
         for (int i = 0; i < io->nfds; i++) { /* the lists point at themselves */
-            coro__fdslot *s = &t[i];
-            if (s->readers.next == &io->fds[i].readers) coro__link_init(&s->readers);
-            else s->readers.next->prev = s->readers.prev->next = &s->readers;
-            if (s->writers.next == &io->fds[i].writers) coro__link_init(&s->writers);
-            else s->writers.next->prev = s->writers.prev->next = &s->writers;
+            coro__fdslot_moved(&t[i].readers, &io->fds[i].readers);
+            coro__fdslot_moved(&t[i].writers, &io->fds[i].writers);
+            coro__fdslot_moved(&t[i].pollers, &io->fds[i].pollers);
         }
         for (int i = io->nfds; i < n; i++) {
             memset(&t[i], 0, sizeof t[i]);
             coro__link_init(&t[i].readers);
             coro__link_init(&t[i].writers);
+            coro__link_init(&t[i].pollers);
         }
         io->fds = t;
         io->nfds = n;
@@ -265,6 +285,13 @@ CORO_API void coro__fdslot_reset(coro_io *io, coro__fdslot *s)
     s->events = 0; /* close(2) took it out of the epoll set */
     s->ready = 0;
     (void)io;
+}
+
+/* Does this operation need an fd (not a path, not nothing)? */
+CORO_API int coro__op_needs_fd(const coro_io_op *op)
+{
+    return op->code != CORO__OP_NOP && op->code != CORO__OP_OPENAT &&
+           op->code != CORO__OP_SOCKET && op->code != CORO__OP_STATX;
 }
 
 /* Does this operation work on an fd the table tracks? */
@@ -309,6 +336,12 @@ CORO_API void coro__io_defined(const coro_io_op *op, int res)
 /* The operation is over: settle its future (the awaiting task wakes). */
 CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
 {
+    if (res >= 0 && (op->code == CORO__OP_ACCEPT || op->code == CORO__OP_SOCKET)) {
+        coro__fdslot *ns = coro__fdslot_of(io, res); /* a socket, non-blocking */
+        if (ns) ns->kind = 1; /* (first: this may move the table) */
+    }
+    if (res > 0 && op->code == CORO__OP_POLL) /* only what was asked, as poll(2) */
+        res &= (int)(op->a.poll.events | POLLERR | POLLHUP | POLLNVAL);
     coro__fdslot *s = coro__op_has_fd(op) ? coro__fdslot_of(io, op->fd) : NULL;
     if (op->state == CORO__IO_CANCEL_QUEUED) coro__link_del(&op->link); /* drop it */
     if (s && op->code != CORO__OP_CLOSE) {
@@ -318,10 +351,6 @@ CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
         coro__fdslot_reset(io, s);
     }
     if (io->kind == CORO_IO_URING) coro__io_defined(op, res);
-    if (res >= 0 && (op->code == CORO__OP_ACCEPT || op->code == CORO__OP_SOCKET)) {
-        coro__fdslot *ns = coro__fdslot_of(io, res); /* a socket, non-blocking */
-        if (ns) ns->kind = 1;
-    }
     op->res = res;
     op->state = CORO__IO_DONE;
     io->stats.completed++;
@@ -410,10 +439,16 @@ CORO_API struct io_uring_sqe *coro__uring_sqe(coro_io *io)
 
 /* Submits op (or its cancel, in state CANCEL_QUEUED); returns 0 if it went,
  * -1 if it must wait (SQ full, in-flight cap). */
+CORO_API int coro__uring_is_cancel(const coro_io_op *op)
+{
+    return op->state == CORO__IO_CANCEL_QUEUED || op->state == CORO__IO_CANCEL_FD;
+}
+
 CORO_API int coro__uring_try(coro_io *io, coro_io_op *op)
 {
-    if (io->inflight >= io->max_inflight) return -1;
-    if (io->fault && op->state != CORO__IO_CANCEL_QUEUED && op->state != CORO__IO_CANCEL_FD) {
+    /* The cap bounds operations; a cancel must always be able to go. */
+    if (io->inflight >= io->max_inflight && !coro__uring_is_cancel(op)) return -1;
+    if (io->fault && !coro__uring_is_cancel(op)) {
         int f = io->fault(io->fault_arg, op);
         if (f == CORO_IO_FAULT_SQ_FULL) {
             io->stats.sq_full++;
@@ -454,31 +489,38 @@ CORO_API int coro__uring_try(coro_io *io, coro_io_op *op)
     return 0;
 }
 
-/* Submits what waited for room, in order; stops at the first that cannot. */
-CORO_API void coro__uring_flush(coro_io *io)
+/* Submits what waited on list, in order; stops at the first that cannot. */
+CORO_API void coro__uring_flush_list(coro_io *io, coro__link *list)
 {
-    while (io->pending.next != &io->pending) {
-        coro_io_op *op = CORO__CONTAINER(coro_io_op, link, io->pending.next);
+    while (list->next != list) {
+        coro_io_op *op = CORO__CONTAINER(coro_io_op, link, list->next);
         coro__link_del(&op->link);
         uint8_t st = op->state;
         if (coro__uring_try(io, op) < 0) { /* back at the head */
             op->state = st;
-            op->link.next = io->pending.next;
-            op->link.prev = &io->pending;
-            io->pending.next->prev = &op->link;
-            io->pending.next = &op->link;
+            op->link.next = list->next;
+            op->link.prev = list;
+            list->next->prev = &op->link;
+            list->next = &op->link;
             return;
         }
     }
 }
 
+/* Cancels first: they free room, and are never held back by the cap. */
+CORO_API void coro__uring_flush(coro_io *io)
+{
+    coro__uring_flush_list(io, &io->cancels);
+    coro__uring_flush_list(io, &io->pending);
+}
+
 CORO_API void coro__uring_queue(coro_io *io, coro_io_op *op)
 {
-    if (io->pending.next == &io->pending && coro__uring_try(io, op) == 0) return;
-    if (op->state != CORO__IO_CANCEL_QUEUED && op->state != CORO__IO_CANCEL_FD)
-        op->state = CORO__IO_PENDING;
+    coro__link *list = coro__uring_is_cancel(op) ? &io->cancels : &io->pending;
+    if (list->next == list && coro__uring_try(io, op) == 0) return;
+    if (!coro__uring_is_cancel(op)) op->state = CORO__IO_PENDING;
     io->stats.pending++;
-    coro__link_add(&io->pending, &op->link);
+    coro__link_add(list, &op->link);
 }
 
 CORO_API void coro__uring_arm_wake(coro_io *io)
@@ -523,10 +565,12 @@ CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
         !io_uring_sq_ready(&io->ring))
         return CORO_EDEADLK;
     if (timeout == 0 && !io->inflight && !io_uring_sq_ready(&io->ring)) return 0;
+    if (!io->inflight && io->pending.next != &io->pending) /* held back (a hook): retry */
+        timeout = 0;
     if (io->wait_cap >= 0 && (timeout < 0 || timeout > io->wait_cap)) timeout = io->wait_cap;
     io->stats.enters++;
     if (io->enter_fault && (rc = io->enter_fault(io->fault_arg)) < 0) {
-        io->stats.busy_retries++;
+        /* counted below with the kernel's own -EBUSY / -EAGAIN / -EINTR */
     } else if (timeout == 0) {
         rc = io_uring_submit_and_get_events(&io->ring);
     } else if (timeout > 0) {
@@ -562,6 +606,7 @@ CORO_API int coro__io_cancel(coro_loop *L, coro_waitable *w)
         if (io->kind == CORO_IO_EPOLL) { /* it only waited for readiness */
             coro__link_del(&op->link);
             io->nwait--;
+            io->stats.cancels++;
             coro__io_finish(io, op, -ECANCELED);
             return 1;
         }
@@ -641,7 +686,8 @@ CORO_API int coro__epoll_run(coro_io_op *op)
     return (int)r;
 }
 
-/* Which readiness an operation waits for: 1 read, 2 write, 0 none. */
+/* Which readiness an operation waits for: 1 read, 2 write, 3 any (poll),
+ * 0 none. */
 CORO_API int coro__epoll_dir(const coro_io_op *op)
 {
     switch (op->code) {
@@ -649,23 +695,25 @@ CORO_API int coro__epoll_dir(const coro_io_op *op)
         return 1;
     case CORO__OP_WRITE: case CORO__OP_WRITEV: case CORO__OP_CONNECT: case CORO__OP_SEND:
         return 2;
-    case CORO__OP_POLL: return (op->a.poll.events & POLLOUT) && !(op->a.poll.events & POLLIN) ? 2 : 1;
+    case CORO__OP_POLL: return 3; /* its own list: edges of either kind */
     default: return 0;
     }
 }
 
 /* Registers fd once, edge-triggered for both directions; from then on the
  * events only update s->ready, so a connection costs one epoll_ctl. */
-CORO_API void coro__epoll_register(coro_io *io, int fd, coro__fdslot *s)
+CORO_API int coro__epoll_register(coro_io *io, int fd, coro__fdslot *s)
 {
-    if (s->events) return;
+    if (s->events) return 0;
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = (uint64_t)fd;
-    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno == EEXIST)
-        epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev); /* known from a dup: renew */
+    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 &&
+        (errno != EEXIST || epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)) /* a dup */
+        return -errno; /* -EBADF: not open; -EPERM: not pollable */
     s->events = ev.events;
     s->ready = 3; /* unknown: try the system call first */
+    return 0;
 }
 
 /* An epoll operation is over: report it at the next poll, like a CQE. */
@@ -689,7 +737,8 @@ CORO_API int coro__epoll_poll_now(const coro_io_op *op)
     p.fd = op->fd;
     p.events = (short)op->a.poll.events;
     p.revents = 0;
-    return poll(&p, 1, 0) > 0 ? p.revents : 0;
+    if (poll(&p, 1, 0) <= 0) return 0;
+    return p.revents & POLLNVAL ? -EBADF : p.revents;
 }
 
 /* Runs op now if its fd may be ready, else queues it behind the others
@@ -707,14 +756,20 @@ CORO_API void coro__epoll_submit(coro_io *io, coro_io_op *op)
         }
     }
     if (s && s->kind == 2) dir = 0;
-    coro__link *q = dir == 1 ? &s->readers : dir == 2 ? &s->writers : NULL;
+    coro__link *q = dir == 1 ? &s->readers : dir == 2 ? &s->writers : dir ? &s->pollers : NULL;
     op->state = CORO__IO_INFLIGHT;
-    if (q) {
-        coro__epoll_register(io, op->fd, s);
-        if (q->next != q || !(s->ready & dir)) { /* others first / not ready */
-            coro__epoll_wait_on(io, q, op);
+    if (q && (res = coro__epoll_register(io, op->fd, s)) < 0) {
+        if (res == -EPERM) { /* epoll refuses it, as a regular file: always ready */
+            s->kind = 2;
+            q = NULL;
+        } else {
+            coro__epoll_done(io, op, res);
             return;
         }
+    }
+    if (q && dir != 3 && (q->next != q || !(s->ready & dir))) { /* others first / not ready */
+        coro__epoll_wait_on(io, q, op);
+        return;
     }
     res = op->code == CORO__OP_POLL ? coro__epoll_poll_now(op) : coro__epoll_run(op);
     if (q && (res == -EAGAIN || (op->code == CORO__OP_POLL && !res))) {
@@ -727,16 +782,31 @@ CORO_API void coro__epoll_submit(coro_io *io, coro_io_op *op)
 
 /* An edge on fd in direction dir: run its waiters in order until one
  * would block. */
-CORO_API void coro__epoll_ready(coro_io *io, coro__fdslot *s, int dir, uint32_t ev)
+CORO_API void coro__epoll_ready(coro_io *io, coro__fdslot *s, int dir)
 {
     coro__link *q = dir == 1 ? &s->readers : &s->writers;
     s->ready |= (uint8_t)dir;
     while (q->next != q) {
         coro_io_op *op = CORO__CONTAINER(coro_io_op, link, q->next);
-        int res = op->code == CORO__OP_POLL ? (int)(ev & (op->a.poll.events | POLLERR | POLLHUP))
-                                             : coro__epoll_run(op);
-        if (res == -EAGAIN) s->ready &= (uint8_t)~dir;
-        if (res == -EAGAIN || (op->code == CORO__OP_POLL && !res)) break;
+        int res = coro__epoll_run(op);
+        if (res == -EAGAIN) {
+            s->ready &= (uint8_t)~dir;
+            break;
+        }
+        coro__link_del(&op->link);
+        io->nwait--;
+        coro__epoll_done(io, op, res);
+    }
+}
+
+/* An edge on fd: the polls that wait for one of its events are done. */
+CORO_API void coro__epoll_polled(coro_io *io, coro__fdslot *s, uint32_t ev)
+{
+    for (coro__link *l = s->pollers.next, *nx; l != &s->pollers; l = nx) {
+        coro_io_op *op = CORO__CONTAINER(coro_io_op, link, l);
+        int res = (int)(ev & (op->a.poll.events | POLLERR | POLLHUP));
+        nx = l->next;
+        if (!res) continue;
         coro__link_del(&op->link);
         io->nwait--;
         coro__epoll_done(io, op, res);
@@ -782,8 +852,9 @@ CORO_API int coro__epoll_poll(coro_backend *b, coro_loop *L, int64_t timeout)
         }
         coro__fdslot *s = coro__fdslot_of(io, fd);
         if (!s || !s->events) continue; /* closed meanwhile */
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) coro__epoll_ready(io, s, 1, ev);
-        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) coro__epoll_ready(io, s, 2, ev);
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) coro__epoll_ready(io, s, 1);
+        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) coro__epoll_ready(io, s, 2);
+        if (s->pollers.next != &s->pollers) coro__epoll_polled(io, s, ev);
     }
     while (io->pending.next != &io->pending) { /* report what completed */
         coro_io_op *op = CORO__CONTAINER(coro_io_op, link, io->pending.next);
@@ -820,6 +891,20 @@ CORO_API void coro__io_submit(coro_io *io, coro_io_op *op)
     }
 }
 
+/* A cancellation that an operation's result held back (KEEP_RESULT) ends
+ * the task's next operation before it starts: otherwise each new operation
+ * could complete at once, keep its result, and postpone the cancellation
+ * forever. Not a close (it always goes on), nor the library's own
+ * operations that no task awaits (io->internal: a stream's sends). */
+CORO_API int coro__io_cancel_due(coro_io *io, const coro_io_op *op)
+{
+    coro_task *t = coro_current_task(io->loop);
+    if (!t || io->internal || op->code == CORO__OP_CLOSE) return 0;
+    if (!(t->h.flags & CORO__T_MUST_CANCEL)) return 0;
+    t->h.flags &= (uint8_t)~CORO__T_MUST_CANCEL; /* delivered by this op */
+    return 1;
+}
+
 /* Starts an operation: its fields are set; returns its waitable. */
 CORO_API coro_waitable *coro__io_start(coro_io_op *op)
 {
@@ -829,6 +914,16 @@ CORO_API coro_waitable *coro__io_start(coro_io_op *op)
     op->w.flags = CORO_WAITABLE_KEEP_RESULT;
     op->res = 0;
     op->flags = 0;
+    if (coro__io_cancel_due(io, op)) {
+        op->state = CORO__IO_DONE;
+        coro__future_finish(io->loop, &op->w.fut, CORO_FUTURE_ERROR, CORO_ECANCELED);
+        return &op->w;
+    }
+    if (op->fd < 0 && coro__op_needs_fd(op)) { /* as the kernel would say */
+        op->state = CORO__IO_DONE;
+        coro__future_finish(io->loop, &op->w.fut, CORO_FUTURE_ERROR, -EBADF);
+        return &op->w;
+    }
     if (coro__op_has_fd(op)) {
         coro__fdslot *s = coro__fdslot_of(io, op->fd);
         if (!s) {
@@ -857,7 +952,8 @@ CORO_API coro_io_op *coro__io_op(coro_io_op *op, coro_loop *L, int code, int fd)
     return op;
 }
 
-/* Awaits an operation: c->rc = its result (bytes, an fd, 0) or -errno. */
+/* Awaits an operation: c->rc = its result (bytes, an fd, 0) or -errno
+ * (CORO_ECANCELED if the task was cancelled first: see coro__io_start). */
 #define CORO_IO(c, waitable) CORO_AWAIT_WAITABLE(c, waitable)
 
 /* read(2)/pread(2): off >= 0 reads at that offset, -1 at the position. */
@@ -936,8 +1032,8 @@ CORO_API void coro__io_fail_waiting(coro_io *io, int fd, coro__fdslot *s)
         }
         return;
     }
-    coro__link *qs[2] = {&s->readers, &s->writers};
-    for (int k = 0; k < 2; k++)
+    coro__link *qs[3] = {&s->readers, &s->writers, &s->pollers};
+    for (int k = 0; k < 3; k++)
         while (qs[k]->next != qs[k]) {
             coro_io_op *w = CORO__CONTAINER(coro_io_op, link, qs[k]->next);
             coro__link_del(&w->link);
@@ -954,6 +1050,14 @@ CORO_API coro_waitable *coro_close(coro_io_op *op, coro_loop *L, int fd)
     coro__io_op(op, L, CORO__OP_CLOSE, fd);
     coro_io *io = op->io;
     coro__fdslot *s = coro__fdslot_of(io, fd);
+    if (s && s->closing) { /* a close is already under way: this one is late */
+        coro_future_init(&op->w.fut);
+        op->w.cancel = coro__io_cancel;
+        op->w.flags = 0;
+        op->state = CORO__IO_DONE;
+        coro__future_finish(io->loop, &op->w.fut, CORO_FUTURE_ERROR, -EBADF);
+        return &op->w;
+    }
     if (s) {
         s->closing = 1;
         if (s->inflight) coro__io_fail_waiting(io, fd, s);
@@ -1170,6 +1274,7 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
     io->magic = CORO__IO_MAGIC;
     io->epfd = io->wakefd = -1;
     coro__link_init(&io->pending);
+    coro__link_init(&io->cancels);
     io->base.now = coro__io_now;
     io->base.close = coro__io_close;
     io->base.wake = coro__io_wake;
@@ -1974,11 +2079,14 @@ CORO_API void coro__stream_sent(coro_loop *L, void *arg)
 CORO_API void coro__stream_kick(coro_stream *s)
 {
     if (s->sending || s->closed || s->fd < 0) return;
+    coro_io *io = coro_io_of(s->loop);
     if (s->wstart < s->wend && !s->werr) {
         s->sending = 1;
+        io->internal++; /* no task awaits it: a cancellation is not its business */
         coro_future_add_done_callback(
             s->loop, &coro_send(&s->wop, s->loop, s->fd, s->wbuf + s->wstart, s->wend - s->wstart, 0)->fut,
             &s->wcb, coro__stream_sent, s);
+        io->internal--;
         return;
     }
     if (s->want_eof == 1 && !s->werr) {
@@ -1986,7 +2094,7 @@ CORO_API void coro__stream_kick(coro_stream *s)
         s->want_eof = 2;
     }
     if (s->closing == 1) {
-        s->closing = 2;
+        s->closing = 2; /* (a close is never refused for a cancellation) */
         coro_future_add_done_callback(s->loop, &coro_close(&s->cop, s->loop, s->fd)->fut,
                                       &s->ccb, coro__stream_closed, s);
     }
@@ -2530,6 +2638,18 @@ typedef struct coro_process {
     coro_call watch_cb;
 } coro_process;
 
+CORO_API void coro__process_exited(coro_loop *L, void *arg);
+
+/* Polls the pidfd (readable once the child has exited); no task awaits it. */
+CORO_API void coro__process_watch(coro_process *p)
+{
+    coro_io *io = coro_io_of(p->loop);
+    io->internal++;
+    coro_future_add_done_callback(p->loop, &coro_poll(&p->watch, p->loop, p->pidfd, POLLIN)->fut,
+                                  &p->watch_cb, coro__process_exited, p);
+    io->internal--;
+}
+
 /* The pidfd became readable: the child is gone; reap it. */
 CORO_API void coro__process_exited(coro_loop *L, void *arg)
 {
@@ -2537,8 +2657,7 @@ CORO_API void coro__process_exited(coro_loop *L, void *arg)
     int status;
     if (p->watch.res < 0 && p->watch.res != -EINTR) return; /* pidfd closed: see close */
     if (waitpid(p->pid, &status, WNOHANG) != p->pid) { /* not yet: watch again */
-        coro_future_add_done_callback(L, &coro_poll(&p->watch, L, p->pidfd, POLLIN)->fut,
-                                      &p->watch_cb, coro__process_exited, p);
+        coro__process_watch(p);
         return;
     }
     p->returncode = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
@@ -2644,8 +2763,7 @@ CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[]
         coro__process_unwind(p, child);
         return rc;
     }
-    coro_future_add_done_callback(L, &coro_poll(&p->watch, L, p->pidfd, POLLIN)->fut,
-                                  &p->watch_cb, coro__process_exited, p);
+    coro__process_watch(p);
     return 0;
 }
 

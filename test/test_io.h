@@ -4,6 +4,8 @@
  *
  *   IO_BEGIN(&L, &io)      a loop on coro_io (reports captured); notes the
  *                          open fds
+ *   IO_BEGIN_CFG(&L, &io, &cfg)   the same with a coro_io_config (its
+ *                          backend field is set from CORO_BACKEND)
  *   IO_END(&L)             closes the loop; checks that no report came and
  *                          that exactly the fds open at IO_BEGIN are open
  *   io_tcp_pair(&a, &b)    two connected non-blocking loopback TCP sockets
@@ -40,10 +42,18 @@ __attribute__((unused)) static const char *io_backend(void)
     return b && !strcmp(b, "epoll") ? "epoll" : "uring";
 }
 
-#define IO_BEGIN(L, io)                                                        \
+#define IO_BEGIN(L, io) IO_BEGIN_CFG(L, io, NULL)
+
+__attribute__((unused)) static const coro_io_config *io__cfg(coro_io_config *cfg)
+{
+    if (cfg) cfg->backend = strcmp(io_backend(), "epoll") ? CORO_IO_URING : CORO_IO_EPOLL;
+    return cfg;
+}
+
+#define IO_BEGIN_CFG(L, io, cfg)                                               \
     do {                                                                       \
         test_io__fds = io_fd_count();                                          \
-        CHECK_EQ(coro_io_init((io), (L), NULL), 0);                            \
+        CHECK_EQ(coro_io_init((io), (L), io__cfg(cfg)), 0);                    \
         CHECK_STR(coro_io_backend_name(io),                                    \
                   strcmp(io_backend(), "epoll") ? "io_uring" : "epoll");       \
         coro_loop_set_report((L), test__report, NULL);                         \
