@@ -2715,7 +2715,7 @@ CORO_API void coro__process_unwind(coro_process *p, int child[3])
 CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[],
                                const coro_process_opts *o)
 {
-    static const coro_process_opts none;
+    static const coro_process_opts none = {CORO_INHERIT, CORO_INHERIT, CORO_INHERIT, NULL, NULL, 0};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     sigset_t set;
