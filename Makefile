@@ -29,11 +29,15 @@ BENCHES   := $(basename $(notdir $(wildcard bench/bench_*.c)))
 PLAIN_TESTS := $(addprefix $(BUILD)/test/plain/,$(TESTS))
 SAN_TESTS   := $(addprefix $(BUILD)/test/asan/,$(TESTS))
 TSAN_TESTS  := $(addprefix $(BUILD)/test/tsan/,$(basename $(notdir $(wildcard test/test_io_thread*.c))))
+# The core suites again with every size option of coro.h (ASan+UBSan).
+SLIM        := -DCORO_NO_DIAG -DCORO_TIME32 -DCORO_NO_REGISTRY -DCORO_TIMER_LIST
+SLIM_TESTS  := $(addprefix $(BUILD)/test/slim/,$(basename $(notdir \
+               $(filter-out test/test_io%,$(TEST_SRCS)))))
 EXAMPLE_BINS:= $(addprefix $(BUILD)/examples/,$(EXAMPLES))
 BENCH_BINS  := $(addprefix $(BUILD)/bench/,$(BENCHES))
 
 .PHONY: all test bench install clean check-headers conformance fuzz
-all: $(PLAIN_TESTS) $(SAN_TESTS) $(TSAN_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
+all: $(PLAIN_TESTS) $(SAN_TESTS) $(TSAN_TESTS) $(SLIM_TESTS) $(EXAMPLE_BINS) $(BENCH_BINS) $(BUILD)/scenario \
      $(BUILD)/scenario-asan
 
 # The conformance interpreter (test/conformance): plain and sanitized.
@@ -51,6 +55,10 @@ $(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h
 $(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(SAN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/test/slim/%: test/%.c $(HDRS) test/test.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(SAN) $(SLIM) $< -o $@ $(LDLIBS)
 
 # The thread suites (test/test_io_thread*.c) also run under TSan.
 $(BUILD)/test/tsan/%: test/%.c $(HDRS) test/test.h test/test_io.h
@@ -141,6 +149,8 @@ bench-check: $(addprefix $(BENCH_CHECK_DIR)/,bench_switch bench_spawn bench_sync
 $(BUILD)/bench/bench_io_%: bench/bench_io_%.c $(HDRS) bench/bench.h
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -I. -O2 -g $< -o $@ -luring -lpthread
+# B8 runs the echo examples' own code (examples/echo.h, serve.h).
+$(BUILD)/bench/bench_io_echo: examples/echo.h examples/serve.h
 
 install:
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

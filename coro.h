@@ -77,6 +77,44 @@
 #define CORO_API static inline
 #endif
 
+/* Size options for small targets (define them before including, or with
+ * -D; each is exercised by `make qemu-test`, see test/embedded):
+ *   CORO_NO_DIAG   no diagnostics. Removes the report handler and every
+ *                  report (error never retrieved, slow step, pending at
+ *                  close, error during coro_run's shutdown, group orphan,
+ *                  cancel cycle: coro_loop_set_report and
+ *                  coro_loop_set_slow_threshold are accepted and ignored),
+ *                  the bookkeeping of unread task errors, coro_loop_dump,
+ *                  and the source line of each suspension (coro_frame_line
+ *                  returns 0). Behaviour is otherwise the same.
+ *   CORO_TIME32    time is int32_t milliseconds (coro_time) instead of
+ *                  int64_t nanoseconds, on a clock that may wrap around
+ *                  (a free-running 32-bit tick count): no 64-bit arithmetic,
+ *                  4 bytes less per timer; see coro_loop.h, "Time", for
+ *                  what it limits.
+ *   CORO_NO_REGISTRY  the loop keeps no list of its tasks (8 bytes less per
+ *                  task): coro_run no longer cancels the tasks still
+ *                  running when main ends (asyncio.run's shutdown: they
+ *                  are left as they are), coro_loop_first_task/_next_task
+ *                  are gone, and so are the diagnostics that need the list
+ *                  (unread errors, tasks pending at close, coro_loop_dump).
+ *   CORO_TIMER_LIST  timers in a list sorted by deadline instead of a splay
+ *                  tree: arming a timer walks the list (O(n) in the timers
+ *                  armed, O(log n) amortized without it), and the tie-break
+ *                  counter (coro_handle's seq, 4 bytes) goes. */
+#ifdef CORO_NO_DIAG
+#define CORO__DIAG 0
+#else
+#define CORO__DIAG 1
+#endif
+#ifdef CORO_NO_REGISTRY
+#define CORO__REGISTRY 0
+#else
+#define CORO__REGISTRY 1
+#endif
+/* Unread task errors are kept in a list through the tasks' registry link. */
+#define CORO__UNREAD (CORO__DIAG && CORO__REGISTRY)
+
 /* What a detected misuse does. Must not return. */
 #ifndef CORO_TRAP
 #if defined(__GNUC__) || defined(__clang__)
@@ -107,6 +145,21 @@
 #define CORO__COLD_API static __attribute__((noinline, cold, unused))
 #else
 #define CORO__COLD_API CORO_API
+#endif
+
+/* A helper shared by two hot paths that differ in a constant argument:
+ * inlined into each (so the constant folds) unless optimizing for size. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__OPTIMIZE_SIZE__)
+#define CORO__SPLIT_API static inline __attribute__((always_inline, unused))
+#else
+#define CORO__SPLIT_API CORO_API
+#endif
+
+/* Handles are 8-byte aligned: futures keep 3 tag bits in a handle pointer. */
+#ifdef __cplusplus
+#define CORO__ALIGN8 alignas(8)
+#else
+#define CORO__ALIGN8 _Alignas(8)
 #endif
 
 #if defined(__cplusplus) && __cplusplus >= 201703L
@@ -233,6 +286,14 @@ typedef struct coro_handle coro_handle;
 typedef struct coro_future coro_future;
 typedef struct coro_loop coro_loop; /* coro_loop.h */
 typedef struct coro_task coro_task; /* coro_loop.h */
+
+/* Loop time (coro_loop.h, "Time"): int64_t nanoseconds, or with
+ * CORO_TIME32 int32_t milliseconds on a clock that may wrap around. */
+#ifdef CORO_TIME32
+typedef int32_t coro_time;
+#else
+typedef int64_t coro_time;
+#endif
 
 /* A coroutine body. Returns a CORO__R_* code to the driver. */
 typedef int coro_fn(coro_ctx *c);
@@ -370,12 +431,20 @@ CORO_API unsigned coro_frame_line(const coro_frame *f)
     do {                                                                       \
         CORO__STATIC_ASSERT((id) <= CORO__S_MAX, "too many resume points");    \
         coro__self->state = (uint16_t)(id);                                    \
-        coro__self->info = (uint16_t)((coro__self->info & ~CORO__F_LINE) |    \
-                                      ((unsigned)__LINE__ & CORO__F_LINE));    \
+        CORO__SET_LINE();                                                      \
         suspend;                                                               \
         CORO__FALLTHROUGH;                                                     \
     case (id):;                                                                \
     } while (0)
+
+/* Records the line of the suspension (for coro_loop_dump). */
+#if CORO__DIAG
+#define CORO__SET_LINE()                                                       \
+    (coro__self->info = (uint16_t)((coro__self->info & ~CORO__F_LINE) |       \
+                                   ((unsigned)__LINE__ & CORO__F_LINE)))
+#else
+#define CORO__SET_LINE() ((void)0)
+#endif
 
 /* Awaits a child frame (from its init function): the child runs at once,
  * inside this task, and its result lands in c->rc. */
@@ -460,17 +529,19 @@ CORO_API int coro_frame_run(coro_frame *f)
  * future's callback ring (next), or in the timer tree (next = left child,
  * aux = right child, when = deadline). 32 bytes on 64-bit targets. */
 struct coro_handle {
-    coro_handle *next;
+    CORO__ALIGN8 coro_handle *next;
     uint8_t kind;   /* CORO__H_* */
     uint8_t flags;  /* kind-specific */
     uint16_t count; /* tasks: pending cancellation requests */
+#ifndef CORO_TIMER_LIST
     uint32_t seq;   /* timers: arming order, breaks deadline ties */
+#endif
     union {
         coro_handle *right; /* timer tree right child         */
         void *aux;          /* otherwise: kind-specific        */
     };
     union {
-        int64_t when;      /* deadline while in the timer tree (ns) */
+        coro_time when;    /* deadline while in the timer tree      */
         coro_handle *prev; /* back link while in the ready queue    */
     };
 };

@@ -79,19 +79,52 @@ int nanosleep(const struct timespec *req, struct timespec *rem);
 /* Time                                                                    */
 /* ---------------------------------------------------------------------- */
 
+/* Loop time is a coro_time (coro.h): int64_t nanoseconds. With
+ * CORO_TIME32 it is int32_t milliseconds on a clock that may wrap around
+ * (a free-running 32-bit tick count), which limits it so:
+ *   - CORO_NS and CORO_US round down to whole milliseconds;
+ *   - deadlines compare modulo 2^32: an armed deadline must lie within
+ *     2^31 - 1 ms (24.8 days) of the current time;
+ *   - a CORO_NEVER deadline arms no timer (a loop with nothing else to wait
+ *     for reports a deadlock), and a computed deadline that would equal
+ *     CORO_NEVER moves 1 ms later. */
+#ifdef CORO_TIME32
+#define CORO_NS(x) ((coro_time)((x) / 1000000))
+#define CORO_US(x) ((coro_time)((x) / 1000))
+#define CORO_MS(x) ((coro_time)(x))
+#define CORO_S(x) ((coro_time)(x) * 1000)
+#define CORO_NEVER INT32_MAX /* "no deadline" */
+#else
 #define CORO_NS(x) ((int64_t)(x))
 #define CORO_US(x) ((int64_t)(x) * 1000)
 #define CORO_MS(x) ((int64_t)(x) * 1000000)
 #define CORO_S(x) ((int64_t)(x) * 1000000000)
 #define CORO_NEVER INT64_MAX /* "no deadline" */
+#endif
 
-/* a + b without overflow (deadlines far in the future saturate). */
-CORO_API int64_t coro__add_time(int64_t a, int64_t b)
+/* a + b without overflow (deadlines far in the future saturate); with
+ * CORO_TIME32 modulo 2^32, CORO_NEVER staying CORO_NEVER. */
+CORO_API coro_time coro__add_time(coro_time a, coro_time b)
 {
+#ifdef CORO_TIME32
+    if (a == CORO_NEVER || b == CORO_NEVER) return CORO_NEVER;
+    a = (coro_time)((uint32_t)a + (uint32_t)b);
+    return a == CORO_NEVER ? INT32_MIN : a;
+#else
     if (b > 0 && a > INT64_MAX - b) return INT64_MAX;
     if (b < 0 && a < INT64_MIN - b) return INT64_MIN;
     return a + b;
+#endif
 }
+
+/* a - b, and "is a before b?" (with CORO_TIME32, modulo 2^32). */
+#ifdef CORO_TIME32
+#define coro__time_diff(a, b) ((coro_time)((uint32_t)(a) - (uint32_t)(b)))
+#define coro__before(a, b) (coro__time_diff(a, b) < 0)
+#else
+#define coro__time_diff(a, b) ((a) - (b))
+#define coro__before(a, b) ((a) < (b))
+#endif
 
 /* ---------------------------------------------------------------------- */
 /* Types                                                                   */
@@ -126,7 +159,9 @@ struct coro__link {
 struct coro_task {
     coro_handle h;   /* ready queue / awaited ring / sleep timer */
     coro_future fut; /* outcome; while pending .value is the leaf frame */
+#if CORO__REGISTRY
     coro__link link; /* registry of unfinished tasks, creation order */
+#endif
 };
 
 /* An awaitable future with its own cancellation (gather's outer future,
@@ -152,11 +187,11 @@ CORO_API int coro__waitable_rc(const coro_waitable *w)
 
 /* The backend: the clock, and the wait for events until a deadline. */
 struct coro_backend {
-    int64_t (*now)(coro_backend *b);
+    coro_time (*now)(coro_backend *b);
     /* Waits at most `timeout` ns (0: poll, < 0: until an event), queueing
      * what became ready. Returns >= 0, or CORO_EDEADLK when `timeout` < 0
      * and nothing could ever arrive, or another error. */
-    int (*poll)(coro_backend *b, coro_loop *L, int64_t timeout);
+    int (*poll)(coro_backend *b, coro_loop *L, coro_time timeout);
     void (*close)(coro_backend *b, coro_loop *L); /* may be NULL */
     /* Interrupts a poll in progress; may be called from an interrupt
      * handler or another thread (coro_signal_raise). May be NULL. */
@@ -179,7 +214,7 @@ struct coro_report {
     const char *message; /* asyncio's wording */
     coro_task *task;     /* NULL for a slow plain callback */
     int error;           /* the error, when there is one */
-    int64_t duration;    /* CORO_REPORT_SLOW: the step's length (ns) */
+    coro_time duration;  /* CORO_REPORT_SLOW: the step's length */
 };
 typedef void coro_report_fn(coro_loop *L, const coro_report *r, void *arg);
 
@@ -187,20 +222,32 @@ struct coro__step; /* a task step in progress */
 
 struct coro_loop {
     coro_handle ready;        /* ready-queue sentinel (next/prev)        */
-    coro_handle *timers;      /* splay tree of armed timers              */
+    coro_handle *timers;      /* armed timers: splay tree (or list)      */
+#if CORO__REGISTRY
     coro__link tasks;         /* unfinished tasks, creation order        */
+#endif
+#if CORO__UNREAD
     coro__link unretrieved;   /* failed tasks whose error nobody read    */
+#endif
     coro_ctx *ctx;            /* the running step (current task), or NULL */
     coro_backend *backend;    /* the clock and poll                      */
     coro_backend builtin;     /* storage for the default POSIX backend   */
+#ifndef CORO_TIMER_LIST
     uint32_t seq;             /* timer arming counter                    */
+#endif
     uint32_t ntasks;          /* unfinished tasks                        */
+#if CORO__REGISTRY
     uint32_t shutdown_left;   /* coro_run: cancelled tasks still running */
+#endif
     uint8_t flags;            /* CORO__L_*                               */
-    int64_t slow;             /* slow-step threshold (ns), 0: off        */
+#if CORO__DIAG
+    coro_time slow;           /* slow-step threshold, 0: off             */
     coro_report_fn *report;   /* diagnostics handler                     */
     void *report_arg;
+#endif
+#if CORO__REGISTRY
     coro_call *shutdown_call; /* coro_run: fired when the last one ends  */
+#endif
     struct coro_signal *signals; /* registered interrupt signals         */
 };
 
@@ -288,6 +335,41 @@ CORO_API void coro__schedule(coro_loop *L, coro_handle *h)
 /* Timers: a top-down splay tree keyed by (when, seq)                      */
 /* ---------------------------------------------------------------------- */
 
+/* With CORO_TIME32, a CORO_NEVER deadline is not armed at all (it would
+ * come round again when the clock wraps). */
+#ifdef CORO_TIME32
+#define CORO__UNARMED(h) ((h)->when == CORO_NEVER)
+#else
+#define CORO__UNARMED(h) 0
+#endif
+
+#ifdef CORO_TIMER_LIST
+/* The small-target variant: a list sorted by deadline, linked through
+ * next; a new timer goes after those with the same deadline. */
+CORO_API void coro__timer_insert(coro_loop *L, coro_handle *h)
+{
+    coro_handle **p = &L->timers;
+    if (CORO__UNARMED(h)) return;
+    while (*p && !coro__before(h->when, (*p)->when)) p = &(*p)->next;
+    h->next = *p;
+    *p = h;
+}
+
+/* Disarms h, which must be in the list. */
+CORO_API void coro__timer_remove(coro_loop *L, coro_handle *h)
+{
+    coro_handle **p = &L->timers;
+    if (CORO__UNARMED(h)) return;
+    while (*p != h) p = &(*p)->next;
+    *p = h->next;
+}
+
+CORO_API coro_handle *coro__timer_first(const coro_loop *L)
+{
+    return L->timers;
+}
+#else
+
 /* Left child in next, right child in aux. Splay trees suit timers: arming
  * later and later deadlines, and popping the earliest, are O(1) amortized;
  * arbitrary removal (a cancelled sleep) is O(log n) amortized; and the links
@@ -298,7 +380,7 @@ CORO_API void coro__schedule(coro_loop *L, coro_handle *h)
 
 CORO_API int coro__tless(const coro_handle *a, const coro_handle *b)
 {
-    if (a->when != b->when) return a->when < b->when;
+    if (a->when != b->when) return coro__before(a->when, b->when);
     return (int32_t)(a->seq - b->seq) < 0;
 }
 
@@ -348,6 +430,7 @@ CORO_API coro_handle *coro__splay(coro_handle *t, const coro_handle *k)
 CORO_API void coro__timer_insert(coro_loop *L, coro_handle *h)
 {
     coro_handle *t = L->timers;
+    if (CORO__UNARMED(h)) return;
     h->seq = L->seq++;
     if (!t) {
         CORO__L(h) = NULL;
@@ -370,6 +453,7 @@ CORO_API void coro__timer_insert(coro_loop *L, coro_handle *h)
 /* Disarms h, which must be in the tree. */
 CORO_API void coro__timer_remove(coro_loop *L, coro_handle *h)
 {
+    if (CORO__UNARMED(h)) return;
     coro_handle *t = coro__splay(L->timers, h); /* t == h: keys are unique */
     if (!CORO__L(t)) {
         L->timers = CORO__R(t);
@@ -388,13 +472,14 @@ CORO_API coro_handle *coro__timer_first(const coro_loop *L)
         while (CORO__L(t)) t = CORO__L(t);
     return t;
 }
+#endif /* CORO_TIMER_LIST */
 
 /* ---------------------------------------------------------------------- */
 /* Loop clock                                                              */
 /* ---------------------------------------------------------------------- */
 
 /* The loop's current time in ns (monotonic, virtual or user clock). */
-CORO_API int64_t coro_loop_time(coro_loop *L)
+CORO_API coro_time coro_loop_time(coro_loop *L)
 {
     return L->backend->now(L->backend);
 }
@@ -417,17 +502,29 @@ CORO_API void coro__call_prep(coro_call *k, coro_callback *fn, void *arg)
     k->arg = arg;
 }
 
-/* Schedules fn(L, arg) for the next run phase (FIFO). */
-CORO_API void coro_call_soon(coro_loop *L, coro_call *k, coro_callback *fn,
-                             void *arg)
+/* Queues a prepared call at the end of the ready queue. */
+CORO_API void coro__call_queue(coro_loop *L, coro_call *k)
 {
-    coro__call_prep(k, fn, arg);
     k->h.flags = CORO__C_QUEUED;
     coro__schedule(L, &k->h);
 }
 
+CORO__COLD_API void coro__collect_signals_cold(coro_loop *L);
+
+/* Schedules fn(L, arg) for the next run phase (FIFO). Signals raised
+ * before are collected first: a callback another thread posted with
+ * call_soon_threadsafe runs before one queued after it here (asyncio
+ * appends both to one ready queue: T117). */
+CORO_API void coro_call_soon(coro_loop *L, coro_call *k, coro_callback *fn,
+                             void *arg)
+{
+    if (L->signals) coro__collect_signals_cold(L);
+    coro__call_prep(k, fn, arg);
+    coro__call_queue(L, k);
+}
+
 /* Schedules fn(L, arg) at loop time `when` (ns). */
-CORO_API void coro_call_at(coro_loop *L, coro_call *k, int64_t when,
+CORO_API void coro_call_at(coro_loop *L, coro_call *k, coro_time when,
                            coro_callback *fn, void *arg)
 {
     coro__call_prep(k, fn, arg);
@@ -437,7 +534,7 @@ CORO_API void coro_call_at(coro_loop *L, coro_call *k, int64_t when,
 }
 
 /* Schedules fn(L, arg) `delay` ns from now (negative delays are fine). */
-CORO_API void coro_call_later(coro_loop *L, coro_call *k, int64_t delay,
+CORO_API void coro_call_later(coro_loop *L, coro_call *k, coro_time delay,
                               coro_callback *fn, void *arg)
 {
     coro_call_at(L, k, coro__add_time(coro_loop_time(L), delay), fn, arg);
@@ -573,10 +670,12 @@ CORO_API void coro__link_del(coro__link *n)
 #define CORO__CONTAINER(type, member, p)                                       \
     ((type *)(void *)((uintptr_t)(p) - offsetof(type, member)))
 
+#if CORO__REGISTRY
 CORO_API coro_task *coro__task_of_link(coro__link *l)
 {
     return CORO__CONTAINER(coro_task, link, l);
 }
+#endif
 
 CORO_API coro_task *coro__task_of_future(coro_future *f)
 {
@@ -608,9 +707,13 @@ CORO_API int coro_task_cancelling(const coro_task *t)
 /* Marks the task's error as read: it will not be reported. */
 CORO_API void coro__task_retrieve(coro_task *t)
 {
+#if CORO__UNREAD
     if (t->h.flags & CORO__T_RETRIEVED) return;
     t->h.flags |= CORO__T_RETRIEVED;
     if (coro_future_state(&t->fut) == CORO_FUTURE_ERROR) coro__link_del(&t->link);
+#else
+    (void)t;
+#endif
 }
 
 /* The task's outcome as an rc: its result (>= 0), its error, CORO_ECANCELED,
@@ -658,8 +761,9 @@ CORO_API void coro_task_set_name(const coro_loop *L, coro_task *t,
     if (root) root->name = name;
 }
 
+#if CORO__DIAG
 CORO_API void coro__report(coro_loop *L, int kind, const char *message,
-                           coro_task *t, int error, int64_t duration)
+                           coro_task *t, int error, coro_time duration)
 {
     coro_report r;
     r.kind = kind;
@@ -670,6 +774,7 @@ CORO_API void coro__report(coro_loop *L, int kind, const char *message,
     if (L->report) L->report(L, &r, L->report_arg);
 }
 
+#if CORO__UNREAD
 /* Reports a failed task nobody looked at, and forgets it. */
 CORO__COLD_API void coro__report_unretrieved(coro_loop *L, coro__link *l)
 {
@@ -678,6 +783,10 @@ CORO__COLD_API void coro__report_unretrieved(coro_loop *L, coro__link *l)
                  t, (int)t->fut.value, 0);
     coro__link_del(l);
 }
+#endif
+#else
+#define coro__report(L, kind, message, t, error, duration) ((void)(L))
+#endif
 
 /* Creates a task running `root` (from its init function) on L; its first
  * step runs after the ready handles already queued. The task record is
@@ -686,18 +795,22 @@ CORO__COLD_API void coro__report_unretrieved(coro_loop *L, coro__link *l)
 CORO_API int coro_spawn(coro_loop *L, coro_task *t, coro_frame *root)
 {
     if (L->flags & CORO__L_CLOSED) return CORO_EINVAL;
+#if CORO__UNREAD
     for (coro__link *l = L->unretrieved.next; l != &L->unretrieved; l = l->next)
         if (l == &t->link) { /* reused without reading its error */
             coro__report_unretrieved(L, l);
             break;
         }
+#endif
     coro__memset(t, 0, sizeof *t);
     t->h.kind = CORO__H_TASK;
     t->fut.cbs = CORO__FK_TASK;
     t->fut.value = (intptr_t)root;
     root->info |= CORO__F_ROOT;
     root->name = NULL;
+#if CORO__REGISTRY
     coro__link_add(&L->tasks, &t->link);
+#endif
     L->ntasks++;
     coro__schedule(L, &t->h);
     return 0;
@@ -770,11 +883,15 @@ CORO_API void coro__unmark_chain(coro_task *t)
     }
 }
 
+#if CORO__DIAG
 CORO__COLD_API void coro__report_cycle(coro_loop *L, coro_task *t)
 {
     coro__report(L, CORO_REPORT_CANCEL_CYCLE,
                  "cancellation forwarded around an await cycle", t, 0, 0);
 }
+#else
+#define coro__report_cycle(L, t) ((void)0)
+#endif
 
 /* Requests the cancellation of a task (asyncio's Task.cancel): increments
  * its cancelling() count and forwards the request to what it awaits; if
@@ -848,7 +965,9 @@ CORO_API int coro__wake_rc(coro_task *t)
     return rc;
 }
 
+#if CORO__REGISTRY
 CORO_API void coro__shutdown_one_done(coro_loop *L);
+#endif
 
 /* The root frame finished: settle the task and schedule its callbacks. */
 CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
@@ -865,11 +984,16 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
     }
     t->h.flags &= (uint8_t)~(CORO__T_MUST_CANCEL | CORO__T_WAIT);
     t->h.aux = (void *)(uintptr_t)root->name;
-    coro__link_del(&t->link);
     L->ntasks--;
+#if CORO__REGISTRY
+    coro__link_del(&t->link);
+#endif
+#if CORO__UNREAD
     if (st == CORO_FUTURE_ERROR && !(t->h.flags & CORO__T_RETRIEVED))
         coro__link_add(&L->unretrieved, &t->link);
+#endif
     coro__future_finish(L, &t->fut, st, rc);
+#if CORO__REGISTRY
     if (t->h.flags & CORO__T_SHUTDOWN) {
         t->h.flags &= (uint8_t)~CORO__T_SHUTDOWN;
         if (st == CORO_FUTURE_ERROR) {
@@ -880,6 +1004,7 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
         }
         coro__shutdown_one_done(L);
     }
+#endif
 }
 
 /* One step: resume the leaf frame with what woke the task. */
@@ -924,7 +1049,7 @@ CORO_API void coro__yield(coro_ctx *c)
     coro__schedule(c->loop, &coro__running(c)->h);
 }
 
-CORO_API void coro__sleep(coro_ctx *c, int64_t delay)
+CORO_API void coro__sleep(coro_ctx *c, coro_time delay)
 {
     coro_task *t = coro__running(c);
     coro_loop *L = c->loop;
@@ -1001,6 +1126,41 @@ CORO_API int coro__await_waitable(coro_ctx *c, coro_waitable *w)
     return 1;
 }
 
+/* The library's own child coroutines are small and written by hand,
+ * without CORO_BEGIN: a body's frame state is 0 on its first call, then the
+ * phase (1, 2, ...) it suspended in, and c->rc is the outcome of what it
+ * awaited. These helpers end a body, or suspend it until `phase`. */
+CORO_API int coro__op_done(coro_ctx *c, int rc)
+{
+    c->self->rc = rc;
+    c->self->state = CORO__S_DONE;
+    return CORO__R_DONE;
+}
+
+/* Parks on a pending future f. */
+CORO_API int coro__op_park(coro_ctx *c, coro_future *f, unsigned phase)
+{
+    c->self->state = (uint16_t)phase;
+    coro__park(c, f, CORO__W_FUTURE, f);
+    return CORO__R_SUSPEND;
+}
+
+/* Awaits any future (a task's too); if it is already done, the body runs
+ * its `phase` at once. */
+CORO_API int coro__op_await(coro_ctx *c, coro_future *f, unsigned phase)
+{
+    c->self->state = (uint16_t)phase;
+    return coro__await_future(c, f) ? CORO__R_SUSPEND : c->self->fn(c);
+}
+
+/* Runs a child frame now; resumes in `phase` with its result. */
+CORO_API int coro__op_call(coro_ctx *c, coro_frame *child, unsigned phase)
+{
+    c->self->state = (uint16_t)phase;
+    c->child = child;
+    return CORO__R_CALL;
+}
+
 /* asyncio.sleep(0): lets every other ready handle run once. */
 #define CORO_YIELD(c)                                                          \
     CORO__POINT(c, CORO__ID(), coro__yield(c); return CORO__R_SUSPEND)
@@ -1035,15 +1195,15 @@ CORO_API int coro__await_waitable(coro_ctx *c, coro_waitable *w)
  * the next deadline, so runs are deterministic (tests, simulations). */
 typedef struct coro_virtual {
     coro_backend base;
-    int64_t now;
+    coro_time now;
 } coro_virtual;
 
-CORO_API int64_t coro__virtual_now(coro_backend *b)
+CORO_API coro_time coro__virtual_now(coro_backend *b)
 {
     return ((coro_virtual *)(void *)b)->now;
 }
 
-CORO_API int coro__virtual_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+CORO_API int coro__virtual_poll(coro_backend *b, coro_loop *L, coro_time timeout)
 {
     (void)L;
     if (timeout < 0) return CORO_EDEADLK;
@@ -1054,7 +1214,7 @@ CORO_API int coro__virtual_poll(coro_backend *b, coro_loop *L, int64_t timeout)
 
 /* Prepares a virtual clock starting at `start` ns; pass &v->base to
  * coro_loop_init. */
-CORO_API coro_backend *coro_virtual_init(coro_virtual *v, int64_t start)
+CORO_API coro_backend *coro_virtual_init(coro_virtual *v, coro_time start)
 {
     v->base.now = coro__virtual_now;
     v->base.poll = coro__virtual_poll;
@@ -1066,7 +1226,7 @@ CORO_API coro_backend *coro_virtual_init(coro_virtual *v, int64_t start)
 }
 
 /* Moves virtual time forward without running anything (a blocking call). */
-CORO_API void coro_virtual_advance(coro_virtual *v, int64_t delta)
+CORO_API void coro_virtual_advance(coro_virtual *v, coro_time delta)
 {
     if (delta > 0) v->now = coro__add_time(v->now, delta);
 }
@@ -1076,18 +1236,18 @@ CORO_API void coro_virtual_advance(coro_virtual *v, int64_t delta)
  * returns 0, or CORO_EDEADLK if nothing can ever wake the loop. */
 typedef struct coro_user_clock {
     coro_backend base;
-    int64_t (*now)(void *arg);
-    int (*idle)(void *arg, int64_t timeout);
+    coro_time (*now)(void *arg);
+    int (*idle)(void *arg, coro_time timeout);
     void *arg;
 } coro_user_clock;
 
-CORO_API int64_t coro__user_now(coro_backend *b)
+CORO_API coro_time coro__user_now(coro_backend *b)
 {
     coro_user_clock *u = (coro_user_clock *)(void *)b;
     return u->now(u->arg);
 }
 
-CORO_API int coro__user_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+CORO_API int coro__user_poll(coro_backend *b, coro_loop *L, coro_time timeout)
 {
     coro_user_clock *u = (coro_user_clock *)(void *)b;
     (void)L;
@@ -1097,8 +1257,8 @@ CORO_API int coro__user_poll(coro_backend *b, coro_loop *L, int64_t timeout)
 }
 
 CORO_API coro_backend *coro_user_clock_init(coro_user_clock *u,
-                                            int64_t (*now)(void *),
-                                            int (*idle)(void *, int64_t),
+                                            coro_time (*now)(void *),
+                                            int (*idle)(void *, coro_time),
                                             void *arg)
 {
     u->base.now = coro__user_now;
@@ -1115,15 +1275,19 @@ CORO_API coro_backend *coro_user_clock_init(coro_user_clock *u,
 #if CORO_POSIX
 /* The POSIX backend: CLOCK_MONOTONIC and nanosleep; no I/O (coro_io.h
  * brings io_uring and epoll). */
-CORO_API int64_t coro__posix_now(coro_backend *b)
+CORO_API coro_time coro__posix_now(coro_backend *b)
 {
     struct timespec ts;
     (void)b;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+#ifdef CORO_TIME32
+    return (coro_time)(uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+#else
     return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
+#endif
 }
 
-CORO_API int coro__posix_poll(coro_backend *b, coro_loop *L, int64_t timeout)
+CORO_API int coro__posix_poll(coro_backend *b, coro_loop *L, coro_time timeout)
 {
     struct timespec ts;
     (void)b;
@@ -1134,8 +1298,8 @@ CORO_API int coro__posix_poll(coro_backend *b, coro_loop *L, int64_t timeout)
         if (L->signals) timeout = CORO_MS(1);
     }
     if (timeout == 0) return 0;
-    ts.tv_sec = (time_t)(timeout / 1000000000);
-    ts.tv_nsec = (long)(timeout % 1000000000);
+    ts.tv_sec = (time_t)(timeout / CORO_S(1));
+    ts.tv_nsec = (long)(timeout % CORO_S(1)) * (1000000000 / CORO_S(1));
     nanosleep(&ts, NULL); /* an early (EINTR) return just re-polls */
     return 0;
 }
@@ -1149,6 +1313,7 @@ CORO_API void coro__posix_backend(coro_backend *b)
     b->quiet = 1;
 }
 
+#if CORO__DIAG
 /* The default report handler: one line on stderr. */
 CORO_API void coro__report_stderr(coro_loop *L, const coro_report *r, void *arg)
 {
@@ -1161,6 +1326,7 @@ CORO_API void coro__report_stderr(coro_loop *L, const coro_report *r, void *arg)
         fprintf(stderr, ": took %.3f ms", (double)r->duration / 1e6);
     fputc('\n', stderr);
 }
+#endif /* CORO__DIAG */
 #endif
 
 /* ---------------------------------------------------------------------- */
@@ -1173,10 +1339,18 @@ CORO_API int coro_loop_init(coro_loop *L, coro_backend *b)
 {
     coro__memset(L, 0, sizeof *L);
     coro__q_init(&L->ready);
+#if CORO__REGISTRY
     coro__link_init(&L->tasks);
+#endif
+#if CORO__UNREAD
     coro__link_init(&L->unretrieved);
+#endif
+#if CORO__DIAG
 #if CORO_POSIX
     L->report = coro__report_stderr;
+#endif
+#endif
+#if CORO_POSIX
     if (!b) {
         coro__posix_backend(&L->builtin);
         b = &L->builtin;
@@ -1190,15 +1364,23 @@ CORO_API int coro_loop_init(coro_loop *L, coro_backend *b)
 /* Sets the diagnostics handler (NULL: silence). */
 CORO_API void coro_loop_set_report(coro_loop *L, coro_report_fn *fn, void *arg)
 {
+#if CORO__DIAG
     L->report = fn;
     L->report_arg = arg;
+#else
+    (void)L, (void)fn, (void)arg;
+#endif
 }
 
 /* Reports every step or callback that runs for `threshold` ns or more
  * (asyncio's slow_callback_duration); 0 turns it off. */
-CORO_API void coro_loop_set_slow_threshold(coro_loop *L, int64_t threshold)
+CORO_API void coro_loop_set_slow_threshold(coro_loop *L, coro_time threshold)
 {
+#if CORO__DIAG
     L->slow = threshold;
+#else
+    (void)L, (void)threshold;
+#endif
 }
 
 /* asyncio's loop.stop(): the current iteration finishes, then the run
@@ -1218,6 +1400,7 @@ CORO_API int coro_loop_is_closed(const coro_loop *L)
     return (L->flags & CORO__L_CLOSED) != 0;
 }
 
+#if CORO__REGISTRY
 /* Unfinished tasks, in creation order: for (t = first; t; t = next(t)). */
 CORO_API coro_task *coro_loop_first_task(coro_loop *L)
 {
@@ -1228,6 +1411,7 @@ CORO_API coro_task *coro_loop_next_task(coro_loop *L, coro_task *t)
 {
     return t->link.next == &L->tasks ? NULL : coro__task_of_link(t->link.next);
 }
+#endif
 
 CORO_API unsigned coro_loop_task_count(const coro_loop *L)
 {
@@ -1238,9 +1422,9 @@ CORO_API unsigned coro_loop_task_count(const coro_loop *L)
 CORO_API void coro__fire_timers(coro_loop *L)
 {
     if (!L->timers) return;
-    int64_t now = coro_loop_time(L);
+    coro_time now = coro_loop_time(L);
     coro_handle *h;
-    while ((h = coro__timer_first(L)) != NULL && h->when <= now) {
+    while ((h = coro__timer_first(L)) != NULL && !coro__before(now, h->when)) {
         coro__timer_remove(L, h);
         if (h->kind == CORO__H_TASK)
             h->flags = (uint8_t)((h->flags & ~CORO__T_WAIT) | CORO__W_HOP);
@@ -1261,16 +1445,18 @@ CORO_API void coro__dispatch(coro_loop *L, coro_handle *h)
     }
 }
 
+#if CORO__DIAG
 CORO_API void coro__dispatch_timed(coro_loop *L, coro_handle *h)
 {
     coro_task *t = h->kind == CORO__H_TASK ? (coro_task *)(void *)h : NULL;
-    int64_t t0 = coro_loop_time(L);
+    coro_time t0 = coro_loop_time(L);
     coro__dispatch(L, h);
-    int64_t dt = coro_loop_time(L) - t0;
+    coro_time dt = coro__time_diff(coro_loop_time(L), t0);
     if (dt >= L->slow)
         coro__report(L, CORO_REPORT_SLOW,
                      t ? "Executing task step" : "Executing callback", t, 0, dt);
 }
+#endif
 
 /* ---------------------------------------------------------------------- */
 /* Signals: the one entry point for interrupt handlers                     */
@@ -1293,7 +1479,12 @@ struct coro_signal {
     volatile uint32_t raised;
 };
 
-#if defined(__GNUC__) || defined(__clang__)
+/* The builtins where the target has an atomic exchange. Without one
+ * (Cortex-M0, RV32 without the A extension, where GCC would call
+ * libatomic's __atomic_exchange_4), a plain read and clear: on one core, a
+ * raise landing between the two happens before the callback runs, and such
+ * raises are coalesced into that run anyway. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_4)
 #define CORO__XCHG(p, v) __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL)
 #define CORO__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
 #define CORO__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
@@ -1349,23 +1540,29 @@ CORO_API int coro_loop_signal_pending(const coro_loop *L)
     return 0;
 }
 
-/* The poll step's share: raised signals become scheduled callbacks. */
+/* Raised signals become scheduled callbacks: at each poll, and before
+ * coro_call_soon queues anything (T117). */
 CORO_API void coro__collect_signals(coro_loop *L)
 {
     for (coro_signal *s = L->signals; s; s = s->next)
         if (CORO__LOAD(&s->raised) && CORO__XCHG(&s->raised, 0u) &&
             !(s->call.h.flags & CORO__C_QUEUED))
-            coro_call_soon(L, &s->call, s->call.fn, s->call.arg);
+            coro__call_queue(L, &s->call);
+}
+
+CORO__COLD_API void coro__collect_signals_cold(coro_loop *L)
+{
+    coro__collect_signals(L);
 }
 
 /* How long the poll may wait: asyncio's _run_once rule. */
-CORO_API int64_t coro__poll_timeout(coro_loop *L)
+CORO_API coro_time coro__poll_timeout(coro_loop *L)
 {
     if (!coro__q_empty(&L->ready) || (L->flags & CORO__L_STOPPING)) return 0;
     if (L->signals && coro_loop_signal_pending(L)) return 0;
     coro_handle *first = coro__timer_first(L);
     if (!first) return -1;
-    int64_t d = first->when - coro_loop_time(L);
+    coro_time d = coro__time_diff(first->when, coro_loop_time(L));
     if (d < 0) return 0;
     return d > CORO_S(86400) ? CORO_S(86400) : d;
 }
@@ -1375,7 +1572,7 @@ CORO_API int64_t coro__poll_timeout(coro_loop *L)
  * the backend can never deliver an event. */
 CORO_API int coro_loop_run_once(coro_loop *L)
 {
-    int64_t timeout = coro__poll_timeout(L);
+    coro_time timeout = coro__poll_timeout(L);
     if (timeout != 0 || !L->backend->quiet) {
         int rc = L->backend->poll(L->backend, L, timeout);
         if (L->signals) coro__collect_signals(L);
@@ -1389,11 +1586,13 @@ CORO_API int coro_loop_run_once(coro_loop *L)
     coro__fire_timers(L);
     coro_handle batch;
     coro__q_take(&batch, &L->ready);
+#if CORO__DIAG
     if (L->slow) {
         while (!coro__q_empty(&batch)) coro__dispatch_timed(L, coro__q_pop(&batch));
-    } else {
-        while (!coro__q_empty(&batch)) coro__dispatch(L, coro__q_pop(&batch));
+        return 0;
     }
+#endif
+    while (!coro__q_empty(&batch)) coro__dispatch(L, coro__q_pop(&batch));
     return 0;
 }
 
@@ -1439,6 +1638,7 @@ CORO_API int coro_loop_run_until_complete(coro_loop *L, coro_task *t)
     return coro_loop_run_until(L, &t->fut);
 }
 
+#if CORO__REGISTRY
 struct coro__shutdown {
     coro_call call;
     coro_future gate;
@@ -1487,19 +1687,24 @@ CORO_API int coro__cancel_all(coro_loop *L)
         coro__task_of_link(l)->h.flags &= (uint8_t)~CORO__T_SHUTDOWN;
     return rc;
 }
+#endif
 
 /* asyncio.run: spawns `main` running `frame`, runs it to completion, then
  * cancels every unfinished task in creation order and runs until they end.
  * Returns main's result or error, or CORO_EDEADLK if the loop could make no
- * progress (tasks are then left as they are). Does not close the loop. */
+ * progress (tasks are then left as they are). Does not close the loop. With
+ * CORO_NO_REGISTRY the leftover tasks are not cancelled. */
 CORO_API int coro_run(coro_loop *L, coro_task *main, coro_frame *frame)
 {
     int rc = coro_spawn(L, main, frame);
     if (rc < 0) return rc;
     rc = coro_loop_run_until_complete(L, main);
     if (!coro_task_done(main)) return rc; /* deadlock, or stopped */
+#if CORO__REGISTRY
     int rc2 = coro__cancel_all(L);
-    return rc2 == CORO_EDEADLK ? rc2 : rc;
+    if (rc2 == CORO_EDEADLK) rc = rc2;
+#endif
+    return rc;
 }
 
 /* Did the last run stop because nothing could make progress? */
@@ -1515,11 +1720,13 @@ CORO_API int coro_loop_close(coro_loop *L)
 {
     if (L->flags & CORO__L_RUNNING) return CORO_EBUSY;
     if (L->flags & CORO__L_CLOSED) return 0;
+#if CORO__UNREAD
     for (coro__link *l = L->tasks.next; l != &L->tasks; l = l->next)
         coro__report(L, CORO_REPORT_PENDING, "Task was destroyed but it is pending!",
                      coro__task_of_link(l), 0, 0);
     while (L->unretrieved.next != &L->unretrieved)
         coro__report_unretrieved(L, L->unretrieved.next);
+#endif
     coro__q_init(&L->ready);
     L->timers = NULL;
     if (L->backend->close) L->backend->close(L->backend, L);
@@ -1543,6 +1750,14 @@ CORO_API int coro__outcome(coro_future *f)
 {
     if (f->cbs & CORO__FK_TASK) return coro_task_result(coro__task_of_future(f));
     return coro_future_rc(f);
+}
+
+/* A callback completing the future `arg` if it is still pending (what
+ * asyncio's _release_waiter does for wait, wait_for, as_completed). */
+CORO_API void coro__release(coro_loop *L, void *arg)
+{
+    coro_future *f = (coro_future *)arg;
+    if (!coro_future_done(f)) coro__future_finish(L, f, CORO_FUTURE_RESULT, 0);
 }
 
 /* Argument lists may repeat a future (asyncio collapses duplicates).
@@ -1570,6 +1785,46 @@ CORO_API void coro__unmark(coro_future *const *futs, unsigned n)
             coro__task_of_future(futs[i])->h.flags &= (uint8_t)~CORO__T_MARK;
 }
 
+/* gather, wait and as_completed watch n futures through one item each
+ * (a caller-owned array of n): a done-callback, the future, and the owner
+ * record (NULL for a repeated argument, which is watched once). */
+typedef struct coro_watch_item {
+    coro_call cb;
+    coro_future *fut;
+    void *owner;
+} coro_watch_item;
+
+/* Fills the items and registers cb(L, item) on each distinct future: on
+ * those already done too when `done_too` (it then runs through the ready
+ * queue), else the caller accounts for them. Returns how many futures are
+ * distinct. */
+CORO_API unsigned coro__watch(coro_loop *L, coro_watch_item *items, coro_future *const *futs,
+                              unsigned n, void *owner, coro_callback *cb, int done_too)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        coro_watch_item *it = &items[i];
+        it->fut = futs[i];
+        it->cb.h.flags = 0;
+        it->owner = coro__dup(futs, i) ? NULL : owner;
+        if (!it->owner) continue;
+        k++;
+        if (done_too || !coro_future_done(it->fut))
+            coro_future_add_done_callback(L, it->fut, &it->cb, cb, it);
+    }
+    coro__unmark(futs, n);
+    return k;
+}
+
+/* Drops the callbacks that have not run yet; returns how many. */
+CORO_API unsigned coro__unwatch(coro_loop *L, coro_watch_item *items, unsigned n)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (items[i].owner && coro_future_remove_done_callback(L, items[i].fut, &items[i].cb)) k++;
+    return k;
+}
+
 /* ---------------------------------------------------------------------- */
 /* gather                                                                  */
 /* ---------------------------------------------------------------------- */
@@ -1577,11 +1832,7 @@ CORO_API void coro__unmark(coro_future *const *futs, unsigned n)
 typedef struct coro_gather coro_gather;
 
 /* One per argument (caller-owned array, same length as the arguments). */
-typedef struct coro_gather_item {
-    coro_call cb;     /* our done-callback on the child */
-    coro_future *fut; /* the child */
-    coro_gather *g;   /* NULL for a repeated argument */
-} coro_gather_item;
+typedef coro_watch_item coro_gather_item;
 
 /* asyncio.gather: a future over children (tasks' futures or plain
  * futures). Awaiting it (CORO_AWAIT_GATHER) gives c->rc = 0 when every
@@ -1606,34 +1857,33 @@ struct coro_gather {
  * and drop the callbacks, so the caller's items may be reused at once. */
 CORO_API void coro__gather_detach(coro_loop *L, coro_gather *g)
 {
+    coro__unwatch(L, g->items, g->n);
     for (uint32_t i = 0; i < g->n; i++) {
-        coro_gather_item *it = &g->items[i];
-        if (!it->g) continue;
-        coro_future_remove_done_callback(L, it->fut, &it->cb);
-        if (!coro_future_done(it->fut) && (it->fut->cbs & CORO__FK_TASK))
-            coro__task_of_future(it->fut)->h.flags |= CORO__T_RETRIEVED;
+        coro_future *f = g->items[i].fut;
+        if (!g->items[i].owner) continue;
+        if (!coro_future_done(f) && (f->cbs & CORO__FK_TASK))
+            coro__task_of_future(f)->h.flags |= CORO__T_RETRIEVED;
         else
-            coro__retrieve(it->fut);
+            coro__retrieve(f);
     }
 }
 
 CORO_API void coro__gather_cb(coro_loop *L, void *arg)
 {
     coro_gather_item *it = (coro_gather_item *)arg;
-    coro_gather *g = it->g;
+    coro_gather *g = (coro_gather *)it->owner;
     coro_future *f = it->fut;
+    unsigned st = coro_future_state(f);
     g->nfinished++;
     if (coro_future_done(&g->outer.fut)) {
         coro__retrieve(f);
         return;
     }
-    if (!(g->flags & CORO_RETURN_EXCEPTIONS)) {
-        unsigned st = coro_future_state(f);
-        if (st == CORO_FUTURE_CANCELLED || st == CORO_FUTURE_ERROR) {
-            coro__future_finish(L, &g->outer.fut, CORO_FUTURE_ERROR, coro__outcome(f));
-            coro__gather_detach(L, g);
-            return;
-        }
+    if (!(g->flags & CORO_RETURN_EXCEPTIONS) &&
+        (st == CORO_FUTURE_CANCELLED || st == CORO_FUTURE_ERROR)) {
+        coro__future_finish(L, &g->outer.fut, CORO_FUTURE_ERROR, coro__outcome(f));
+        coro__gather_detach(L, g);
+        return;
     }
     if (g->nfinished < g->nfuts) return;
     for (uint32_t i = 0; i < g->n; i++) coro__retrieve(g->items[i].fut);
@@ -1667,22 +1917,12 @@ CORO_API void coro_gather_start(coro_loop *L, coro_gather *g,
     g->outer.flags = 0;
     g->items = items;
     g->n = n;
-    g->nfuts = g->nfinished = 0;
+    g->nfinished = 0;
     g->flags = (uint8_t)(flags & CORO_RETURN_EXCEPTIONS);
-    for (unsigned i = 0; i < n; i++) {
-        items[i].fut = futs[i];
-        items[i].cb.h.flags = 0;
-        items[i].g = coro__dup(futs, i) ? NULL : g;
-        if (!items[i].g) continue;
-        g->nfuts++;
-        if (!coro_future_done(futs[i]))
-            coro_future_add_done_callback(L, futs[i], &items[i].cb, coro__gather_cb,
-                                          &items[i]);
-    }
-    coro__unmark(futs, n);
+    g->nfuts = coro__watch(L, items, futs, n, g, coro__gather_cb, 0);
     if (n == 0) coro__future_finish(L, &g->outer.fut, CORO_FUTURE_RESULT, 0);
     for (unsigned i = 0; i < n; i++)
-        if (items[i].g && coro_future_done(futs[i])) coro__gather_cb(L, &items[i]);
+        if (items[i].owner && coro_future_done(futs[i])) coro__gather_cb(L, &items[i]);
 }
 
 /* The i-th argument's outcome: see coro__outcome (CORO_EAGAIN if pending). */
@@ -1702,13 +1942,7 @@ CORO_API int coro_gather_result(coro_gather *g, unsigned i)
 #define CORO_FIRST_EXCEPTION 2
 #define CORO_ALL_COMPLETED 3
 
-typedef struct coro_wait coro_wait;
-
-typedef struct coro_wait_item {
-    coro_call cb;
-    coro_future *fut;
-    coro_wait *w; /* NULL for a repeated argument */
-} coro_wait_item;
+typedef coro_watch_item coro_wait_item;
 
 /* asyncio.wait as a child coroutine: returns (c->rc = 0) when the
  * return_when condition holds or the timeout passes, and never cancels or
@@ -1716,28 +1950,22 @@ typedef struct coro_wait_item {
  * coro_future_done(). CORO_EINVAL for no futures or a bad return_when,
  * CORO_ECANCELED if the awaiting task is cancelled (the futures keep
  * running). */
-struct coro_wait {
+typedef struct coro_wait {
     coro_frame co;
     coro_future waiter;
     coro_call timer;
     coro_wait_item *items;
     coro_future *const *futs;
-    int64_t timeout;
+    coro_time timeout;
     int32_t counter;
     uint32_t n;
     int return_when;
-};
-
-CORO_API void coro__wait_release(coro_loop *L, void *arg)
-{
-    coro_wait *w = (coro_wait *)arg;
-    if (!coro_future_done(&w->waiter)) coro_future_set_result(L, &w->waiter, 0);
-}
+} coro_wait;
 
 CORO_API void coro__wait_cb(coro_loop *L, void *arg)
 {
     coro_wait_item *it = (coro_wait_item *)arg;
-    coro_wait *w = it->w;
+    coro_wait *w = (coro_wait *)it->owner;
     /* asyncio's condition, short-circuit included: the error of the last
      * future is not read (so it may still be reported as never read). */
     int fire = --w->counter <= 0 || w->return_when == CORO_FIRST_COMPLETED;
@@ -1748,46 +1976,34 @@ CORO_API void coro__wait_cb(coro_loop *L, void *arg)
     }
     if (!fire) return;
     coro_call_cancel(L, &w->timer);
-    coro__wait_release(L, w);
+    coro__release(L, &w->waiter);
 }
 
 CORO_API int coro__wait_fn(coro_ctx *c)
 {
     coro_wait *w = CORO_SELF(c, coro_wait);
     coro_loop *L = c->loop;
-    CORO_BEGIN(c);
+    if (c->self->state) { /* released (or cancelled) */
+        coro_call_cancel(L, &w->timer);
+        coro__unwatch(L, w->items, w->n);
+        return coro__op_done(c, c->rc);
+    }
     if (w->n == 0 || w->return_when < CORO_FIRST_COMPLETED ||
         w->return_when > CORO_ALL_COMPLETED)
-        CORO_FAIL(c, CORO_EINVAL);
+        return coro__op_done(c, CORO_EINVAL);
     coro_future_init(&w->waiter);
     w->timer.h.flags = 0;
     if (w->timeout != CORO_NEVER)
-        coro_call_later(L, &w->timer, w->timeout, coro__wait_release, w);
-    w->counter = 0;
-    for (uint32_t i = 0; i < w->n; i++) {
-        w->items[i].fut = w->futs[i];
-        w->items[i].w = coro__dup(w->futs, i) ? NULL : w;
-        if (w->items[i].w) w->counter++;
-    }
-    coro__unmark(w->futs, w->n);
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->items[i].w)
-            coro_future_add_done_callback(L, w->futs[i], &w->items[i].cb,
-                                          coro__wait_cb, &w->items[i]);
-    CORO_AWAIT_FUTURE(c, &w->waiter);
-    coro_call_cancel(L, &w->timer);
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->items[i].w)
-            coro_future_remove_done_callback(L, w->futs[i], &w->items[i].cb);
-    CORO_RETURN(c, c->rc);
-    CORO_END(c);
+        coro_call_later(L, &w->timer, w->timeout, coro__release, &w->waiter);
+    w->counter = (int32_t)coro__watch(L, w->items, w->futs, w->n, w, coro__wait_cb, 1);
+    return coro__op_park(c, &w->waiter, 1);
 }
 
 /* Prepares a wait over n futures (items: caller array of n). timeout in ns
  * from when it is awaited, or CORO_NEVER. Await the returned frame. */
 CORO_API coro_frame *coro_wait_init(coro_wait *w, coro_wait_item *items,
                                     coro_future *const *futs, unsigned n,
-                                    int return_when, int64_t timeout)
+                                    int return_when, coro_time timeout)
 {
     w->items = items;
     w->futs = futs;
@@ -1796,7 +2012,6 @@ CORO_API coro_frame *coro_wait_init(coro_wait *w, coro_wait_item *items,
     w->timeout = timeout;
     return coro_frame_init(&w->co, coro__wait_fn);
 }
-
 /* ---------------------------------------------------------------------- */
 /* timeout scopes                                                          */
 /* ---------------------------------------------------------------------- */
@@ -1811,7 +2026,7 @@ CORO_API coro_frame *coro_wait_init(coro_wait *w, coro_wait_item *items,
 typedef struct coro_timeout {
     coro_call call;
     coro_task *task;
-    int64_t when;
+    coro_time when;
     uint16_t cancelling;
     uint8_t state;
 } coro_timeout;
@@ -1831,13 +2046,13 @@ CORO_API void coro__timeout_fire(coro_loop *L, void *arg)
 
 /* Moves the deadline (CORO_NEVER: none). CORO_EINVAL unless entered and not
  * expiring. */
-CORO_API int coro_timeout_reschedule(coro_loop *L, coro_timeout *t, int64_t when)
+CORO_API int coro_timeout_reschedule(coro_loop *L, coro_timeout *t, coro_time when)
 {
     if (t->state != CORO__TO_ENTERED) return CORO_EINVAL;
     t->when = when;
     coro_call_cancel(L, &t->call);
     if (when == CORO_NEVER) return 0;
-    if (when <= coro_loop_time(L))
+    if (!coro__before(coro_loop_time(L), when))
         coro_call_soon(L, &t->call, coro__timeout_fire, t);
     else
         coro_call_at(L, &t->call, when, coro__timeout_fire, t);
@@ -1847,7 +2062,7 @@ CORO_API int coro_timeout_reschedule(coro_loop *L, coro_timeout *t, int64_t when
 /* Enters a scope with an absolute deadline. CORO_EINVAL outside a task or
  * if the scope is already entered. A deadline now or past fires on the next
  * iteration (so even a CORO_YIELD inside is cancelled). */
-CORO_API int coro_timeout_enter_at(coro_ctx *c, coro_timeout *t, int64_t when)
+CORO_API int coro_timeout_enter_at(coro_ctx *c, coro_timeout *t, coro_time when)
 {
     if (!c->task || t->state == CORO__TO_ENTERED || t->state == CORO__TO_EXPIRING)
         return CORO_EINVAL;
@@ -1859,10 +2074,10 @@ CORO_API int coro_timeout_enter_at(coro_ctx *c, coro_timeout *t, int64_t when)
 }
 
 /* Enters a scope that expires `delay` ns from now (CORO_NEVER: never). */
-CORO_API int coro_timeout_enter(coro_ctx *c, coro_timeout *t, int64_t delay)
+CORO_API int coro_timeout_enter(coro_ctx *c, coro_timeout *t, coro_time delay)
 {
     if (!c->task) return CORO_EINVAL;
-    int64_t when = delay == CORO_NEVER ? CORO_NEVER
+    coro_time when = delay == CORO_NEVER ? CORO_NEVER
                                        : coro__add_time(coro_loop_time(c->loop), delay);
     return coro_timeout_enter_at(c, t, when);
 }
@@ -1912,7 +2127,7 @@ CORO_API int coro_timeout_expired(const coro_timeout *t)
     return t->state == CORO__TO_EXPIRING || t->state == CORO__TO_EXPIRED;
 }
 
-CORO_API int64_t coro_timeout_when(const coro_timeout *t)
+CORO_API coro_time coro_timeout_when(const coro_timeout *t)
 {
     return t->when;
 }
@@ -1931,44 +2146,41 @@ typedef struct coro_wait_for {
     coro_future waiter;
     coro_call cb;
     coro_future *fut;
-    int64_t timeout;
+    coro_time timeout;
 } coro_wait_for;
 
-CORO_API void coro__wait_for_release(coro_loop *L, void *arg)
-{
-    coro_future *w = (coro_future *)arg;
-    if (!coro_future_done(w)) coro_future_set_result(L, w, 0);
-}
-
+/* Phases: 1 awaiting fut without a deadline; 2 in _cancel_and_wait (a
+ * timeout <= 0); 3 awaiting fut inside a timeout scope. */
 CORO_API int coro__wait_for_fn(coro_ctx *c)
 {
     coro_wait_for *w = CORO_SELF(c, coro_wait_for);
-    CORO_BEGIN(c);
-    if (w->timeout == CORO_NEVER) {
-        CORO_AWAIT_FUTURE(c, w->fut);
-        CORO_RETURN(c, c->rc);
-    }
-    if (w->timeout <= 0) {
-        if (coro_future_done(w->fut)) CORO_RETURN(c, coro__outcome(w->fut));
+    int rc = c->rc;
+    switch (c->self->state) {
+    case 0:
+        if (w->timeout == CORO_NEVER) return coro__op_await(c, w->fut, 1);
+        if (w->timeout > 0) {
+            coro__memset(&w->tm, 0, sizeof w->tm);
+            coro_timeout_enter(c, &w->tm, w->timeout);
+            return coro__op_await(c, w->fut, 3);
+        }
+        if (coro_future_done(w->fut)) return coro__op_done(c, coro__outcome(w->fut));
         coro_future_init(&w->waiter); /* asyncio's _cancel_and_wait */
-        coro_future_add_done_callback(c->loop, w->fut, &w->cb,
-                                      coro__wait_for_release, &w->waiter);
+        coro_future_add_done_callback(c->loop, w->fut, &w->cb, coro__release, &w->waiter);
         coro__cancel_future(c->loop, w->fut);
-        CORO_AWAIT_FUTURE(c, &w->waiter);
+        return coro__op_park(c, &w->waiter, 2);
+    case 1:
+        return coro__op_done(c, rc);
+    case 2:
         coro_future_remove_done_callback(c->loop, w->fut, &w->cb);
-        if (c->rc < 0) CORO_FAIL(c, c->rc);
-        if (coro_future_cancelled(w->fut)) CORO_FAIL(c, CORO_ETIMEDOUT);
-        CORO_RETURN(c, coro__outcome(w->fut));
+        if (rc >= 0) rc = coro_future_cancelled(w->fut) ? CORO_ETIMEDOUT : coro__outcome(w->fut);
+        return coro__op_done(c, rc);
+    default:
+        return coro__op_done(c, coro_timeout_exit(c, &w->tm, rc));
     }
-    coro__memset(&w->tm, 0, sizeof w->tm);
-    coro_timeout_enter(c, &w->tm, w->timeout);
-    CORO_AWAIT_FUTURE(c, w->fut);
-    CORO_RETURN(c, coro_timeout_exit(c, &w->tm, c->rc));
-    CORO_END(c);
 }
 
 CORO_API coro_frame *coro_wait_for_init(coro_wait_for *w, coro_future *fut,
-                                        int64_t timeout)
+                                        coro_time timeout)
 {
     w->fut = fut;
     w->timeout = timeout;
@@ -2033,18 +2245,16 @@ CORO_API coro_future *coro_shield_start(coro_loop *L, coro_shield *s,
     return &s->outer;
 }
 
+
 /* ---------------------------------------------------------------------- */
 /* as_completed                                                            */
 /* ---------------------------------------------------------------------- */
 
 typedef struct coro_as_completed coro_as_completed;
 
-typedef struct coro_ac_item {
-    coro_call cb;
-    coro_future *fut;
-    coro_as_completed *ac;     /* NULL for a repeated argument */
-    struct coro_ac_item *next; /* in the completed queue */
-} coro_ac_item;
+/* Once its callback ran, an item's call is idle: its handle's aux links
+ * the items completed and not yet returned. */
+typedef coro_watch_item coro_ac_item;
 
 /* asyncio.as_completed: each coro_as_completed_next() awaits the next
  * child to complete, in completion order, and gives c->rc = its index in
@@ -2060,35 +2270,28 @@ struct coro_as_completed {
     uint32_t n, todo, left, timeouts;
 };
 
-CORO_API void coro__ac_wake(coro_loop *L, coro_as_completed *ac)
-{
-    if (!coro_future_done(&ac->getter)) coro_future_set_result(L, &ac->getter, 0);
-}
-
 CORO_API void coro__ac_done(coro_loop *L, void *arg)
 {
     coro_ac_item *it = (coro_ac_item *)arg;
-    coro_as_completed *ac = it->ac;
+    coro_as_completed *ac = (coro_as_completed *)it->owner;
     if (!ac->todo) return; /* the timeout came first */
     ac->todo--;
-    it->next = NULL;
-    if (ac->tail) ac->tail->next = it;
-    else ac->head = it;
+    it->cb.h.aux = NULL;
+    if (ac->tail)
+        ac->tail->cb.h.aux = it;
+    else
+        ac->head = it;
     ac->tail = it;
-    coro__ac_wake(L, ac);
+    coro__release(L, &ac->getter);
     if (!ac->todo) coro_call_cancel(L, &ac->timer);
 }
 
 CORO_API void coro__ac_timeout(coro_loop *L, void *arg)
 {
     coro_as_completed *ac = (coro_as_completed *)arg;
-    for (uint32_t i = 0; i < ac->n; i++) {
-        coro_ac_item *it = &ac->items[i];
-        if (it->ac && coro_future_remove_done_callback(L, it->fut, &it->cb)) {
-            ac->timeouts++;
-            coro__ac_wake(L, ac);
-        }
-    }
+    unsigned k = coro__unwatch(L, ac->items, ac->n);
+    ac->timeouts += k;
+    if (k) coro__release(L, &ac->getter);
     ac->todo = 0;
 }
 
@@ -2097,24 +2300,16 @@ CORO_API void coro__ac_timeout(coro_loop *L, void *arg)
 CORO_API void coro_as_completed_init(coro_loop *L, coro_as_completed *ac,
                                      coro_ac_item *items,
                                      coro_future *const *futs, unsigned n,
-                                     int64_t timeout)
+                                     coro_time timeout)
 {
     ac->items = items;
     ac->head = ac->tail = NULL;
     ac->n = n;
-    ac->todo = ac->timeouts = 0;
+    ac->timeouts = 0;
     ac->timer.h.flags = 0;
     coro_future_init(&ac->getter);
     ac->getter.cbs = CORO_FUTURE_RESULT; /* no consumer waiting yet */
-    for (unsigned i = 0; i < n; i++) {
-        items[i].fut = futs[i];
-        items[i].ac = coro__dup(futs, i) ? NULL : ac;
-        if (!items[i].ac) continue;
-        ac->todo++;
-        coro_future_add_done_callback(L, futs[i], &items[i].cb, coro__ac_done, &items[i]);
-    }
-    coro__unmark(futs, n);
-    ac->left = ac->todo;
+    ac->todo = ac->left = coro__watch(L, items, futs, n, ac, coro__ac_done, 1);
     if (ac->todo && timeout != CORO_NEVER)
         coro_call_later(L, &ac->timer, timeout, coro__ac_timeout, ac);
 }
@@ -2122,25 +2317,24 @@ CORO_API void coro_as_completed_init(coro_loop *L, coro_as_completed *ac,
 CORO_API int coro__ac_next_fn(coro_ctx *c)
 {
     coro_as_completed *ac = CORO_SELF(c, coro_as_completed);
-    CORO_BEGIN(c);
-    if (!ac->left) CORO_FAIL(c, CORO_EINVAL);
-    ac->left--;
-    while (!ac->head && !ac->timeouts) { /* asyncio.Queue.get */
-        coro_future_init(&ac->getter);
-        CORO_AWAIT_FUTURE(c, &ac->getter);
-        CORO_CHECK(c); /* cancelled: the slot is used up, like asyncio's */
+    coro_ac_item *it = ac->head;
+    if (!c->self->state) {
+        if (!ac->left) return coro__op_done(c, CORO_EINVAL);
+        ac->left--;
+    } else if (c->rc < 0) {
+        return coro__op_done(c, c->rc); /* cancelled: the slot is used up, like asyncio's */
     }
-    if (!ac->head) {
-        ac->timeouts--;
-        CORO_FAIL(c, CORO_ETIMEDOUT);
-    }
-    {
-        coro_ac_item *it = ac->head;
-        ac->head = it->next;
+    if (it) {
+        ac->head = (coro_ac_item *)it->cb.h.aux;
         if (!ac->head) ac->tail = NULL;
-        CORO_RETURN(c, (int)(it - ac->items));
+        return coro__op_done(c, (int)(it - ac->items));
     }
-    CORO_END(c);
+    if (!ac->timeouts) { /* asyncio.Queue.get */
+        coro_future_init(&ac->getter);
+        return coro__op_park(c, &ac->getter, 1);
+    }
+    ac->timeouts--;
+    return coro__op_done(c, CORO_ETIMEDOUT);
 }
 
 /* The next completed child: await the returned frame. */
@@ -2159,9 +2353,7 @@ CORO_API unsigned coro_as_completed_left(const coro_as_completed *ac)
 CORO_API void coro_as_completed_close(coro_loop *L, coro_as_completed *ac)
 {
     coro_call_cancel(L, &ac->timer);
-    for (uint32_t i = 0; i < ac->n; i++)
-        if (ac->items[i].ac)
-            coro_future_remove_done_callback(L, ac->items[i].fut, &ac->items[i].cb);
+    coro__unwatch(L, ac->items, ac->n);
     ac->todo = ac->left = ac->timeouts = 0;
 }
 
@@ -2285,41 +2477,43 @@ CORO_API int coro_group_spawn(coro_loop *L, coro_group *g, coro_group_task *gt,
     return 0;
 }
 
+/* Waits for the children (phase 1: the last one ended, or we were
+ * cancelled: then the children are cancelled and waited for), then
+ * settles the outcome as asyncio's __aexit__ does. */
 CORO_API int coro__group_exit_fn(coro_ctx *c)
 {
     coro_group *g = CORO_SELF(c, coro_group);
     coro_loop *L = c->loop;
-    CORO_BEGIN(c);
-    g->flags |= CORO__TG_EXITING;
-    if (g->body_rc == CORO_ECANCELED) g->flags |= CORO__TG_PROPAGATE;
-    if (g->body_rc < 0 && !(g->flags & CORO__TG_ABORTING)) coro__group_abort(L, g);
-    while (g->ntasks) {
-        if (!(g->flags & CORO__TG_WAITING)) {
-            coro_future_init(&g->done);
-            g->flags |= CORO__TG_WAITING;
-        }
-        CORO_AWAIT_FUTURE(c, &g->done);
-        if (c->rc == CORO_ECANCELED && !(g->flags & CORO__TG_ABORTING)) {
-            g->flags |= CORO__TG_PROPAGATE;
-            coro__group_abort(L, g);
-        }
-        g->flags &= (uint8_t)~CORO__TG_WAITING;
+    int rc = g->body_rc;
+    if (!c->self->state) {
+        g->flags |= CORO__TG_EXITING;
+        if (rc == CORO_ECANCELED) g->flags |= CORO__TG_PROPAGATE;
+        if (rc < 0 && !(g->flags & CORO__TG_ABORTING)) coro__group_abort(L, g);
+    } else if (c->rc == CORO_ECANCELED && !(g->flags & CORO__TG_ABORTING)) {
+        g->flags |= CORO__TG_PROPAGATE;
+        coro__group_abort(L, g);
+    }
+    if (g->ntasks) {
+        coro_future_init(&g->done);
+        g->flags |= CORO__TG_WAITING;
+        return coro__op_park(c, &g->done, 1);
     }
     if ((g->flags & CORO__TG_PARENT_CANCEL) && coro_task_uncancel(g->parent) == 0)
         g->flags &= (uint8_t)~CORO__TG_PROPAGATE;
-    if ((g->flags & CORO__TG_PROPAGATE) && !g->nerrors) CORO_FAIL(c, CORO_ECANCELED);
-    if (g->body_rc < 0 && g->body_rc != CORO_ECANCELED) coro__group_error(g, g->body_rc);
-    if (g->nerrors) {
-        if (coro_task_cancelling(g->parent)) {
-            coro_task_uncancel(g->parent);
-            coro_task_cancel(L, g->parent);
+    if ((g->flags & CORO__TG_PROPAGATE) && !g->nerrors) {
+        rc = CORO_ECANCELED;
+    } else {
+        if (rc < 0 && rc != CORO_ECANCELED) coro__group_error(g, rc);
+        if (g->nerrors) {
+            if (coro_task_cancelling(g->parent)) {
+                coro_task_uncancel(g->parent);
+                coro_task_cancel(L, g->parent);
+            }
+            rc = CORO_EGROUP;
         }
-        CORO_FAIL(c, CORO_EGROUP);
     }
-    CORO_RETURN(c, g->body_rc);
-    CORO_FINALLY(c);
     g->flags = CORO__TG_FINISHED;
-    CORO_END(c);
+    return coro__op_done(c, rc);
 }
 
 /* Leaves the group with the body's outcome: await the returned frame. */
@@ -2341,6 +2535,7 @@ CORO_API unsigned coro_group_error_count(const coro_group *g)
     return g->nerrors;
 }
 
+#if CORO__DIAG && CORO__REGISTRY
 /* ---------------------------------------------------------------------- */
 /* Diagnostics: the task dump                                              */
 /* ---------------------------------------------------------------------- */
@@ -2422,5 +2617,6 @@ CORO_API void coro_loop_dump(coro_loop *L, coro_write_fn *write, void *arg)
         }
     }
 }
+#endif /* CORO__DIAG && CORO__REGISTRY */
 
 #endif /* CORO_LOOP_H */

@@ -107,13 +107,39 @@ CORO_API int coro__fifo_any_live(coro__link *fifo)
     return 0;
 }
 
-/* Fails every pending waiter with err (closing an object). */
-CORO_API void coro__fifo_fail_all(coro_loop *L, coro__link *fifo, int err)
+#define CORO__ALL 0xFFFFFFFFu
+
+/* Every wake-up of this header: completes up to n pending waiters of the
+ * FIFO, in order, with rc (0: a result, < 0: an error). `pop` also unlinks
+ * each waiter it passes, done or not (the queues' deque.popleft()).
+ * Returns how many it completed. */
+CORO_API unsigned coro__wake(coro_loop *L, coro__link *fifo, unsigned n, int rc, int pop)
 {
-    for (coro__link *l = fifo->next; l != fifo; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) coro_future_set_error(L, &w->fut, err);
+    unsigned k = 0;
+    for (coro__link *l = fifo->next, *next; l != fifo && k < n; l = next) {
+        coro_future *f = &coro__waiter_of(l)->fut;
+        next = l->next;
+        if (pop) coro__link_del(l);
+        if (coro_future_done(f)) continue;
+        coro__future_finish(L, f, rc < 0 ? CORO_FUTURE_ERROR : CORO_FUTURE_RESULT, rc);
+        k++;
     }
+    return k;
+}
+
+/* Closing an object: wakes every waiter with CORO_ESHUTDOWN. */
+CORO_API void coro__close(coro_loop *L, coro__link *fifo, uint8_t *closed)
+{
+    *closed = 1;
+    coro__wake(L, fifo, CORO__ALL, CORO_ESHUTDOWN, 0);
+}
+
+/* Queues w at the end of fifo, then parks on it (see coro__op_done in
+ * coro_loop.h for how the operations below are written). */
+CORO_API int coro__op_wait(coro_ctx *c, coro_waiter *w, coro__link *fifo, unsigned phase)
+{
+    coro__waiter_add(fifo, w);
+    return coro__op_park(c, &w->fut, phase);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -150,10 +176,7 @@ CORO_API void coro_event_set(coro_loop *L, coro_event *e)
 {
     if (e->value) return;
     e->value = 1;
-    for (coro__link *l = e->waiters.next; l != &e->waiters; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 1);
-    }
+    coro__wake(L, &e->waiters, CORO__ALL, 0, 0);
 }
 
 /* Clears the flag; waiters already woken stay woken. */
@@ -166,21 +189,19 @@ CORO_API void coro_event_clear(coro_event *e)
  * whether the flag is set or not. */
 CORO_API void coro_event_close(coro_loop *L, coro_event *e)
 {
-    e->closed = 1;
-    coro__fifo_fail_all(L, &e->waiters, CORO_ESHUTDOWN);
+    coro__close(L, &e->waiters, &e->closed);
 }
 
 CORO_API int coro__event_wait_fn(coro_ctx *c)
 {
     coro_event_op *op = CORO_SELF(c, coro_event_op);
-    CORO_BEGIN(c);
-    if (op->e->closed) CORO_FAIL(c, CORO_ESHUTDOWN); /* even if it is set */
-    if (op->e->value) CORO_RETURN(c, 0);
-    coro__waiter_add(&op->e->waiters, &op->w);
-    CORO_AWAIT_FUTURE(c, &op->w.fut);
-    coro__link_del(&op->w.link);
-    CORO_RETURN(c, c->rc);
-    CORO_END(c);
+    if (c->self->state) { /* woken */
+        coro__link_del(&op->w.link);
+        return coro__op_done(c, c->rc);
+    }
+    if (op->e->closed) return coro__op_done(c, CORO_ESHUTDOWN); /* even if set */
+    if (op->e->value) return coro__op_done(c, 0);
+    return coro__op_wait(c, &op->w, &op->e->waiters, 1);
 }
 
 /* Waits until the flag is set (at once if it is). */
@@ -230,10 +251,11 @@ CORO_API int coro_lock_try_acquire(coro_lock *lk)
     return 0;
 }
 
+/* asyncio's _wake_up_first: only the head waiter, if it is still pending. */
 CORO_API void coro__lock_wake_first(coro_loop *L, coro_lock *lk)
 {
     coro_waiter *w = coro__fifo_first(&lk->waiters);
-    if (w && !coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 1);
+    if (w && !coro_future_done(&w->fut)) coro__future_finish(L, &w->fut, CORO_FUTURE_RESULT, 0);
 }
 
 /* Releases the lock and wakes the first waiter. CORO_EINVAL if unlocked. */
@@ -249,27 +271,29 @@ CORO_API int coro_lock_release(coro_loop *L, coro_lock *lk)
  * way (the lock itself stays as it is and can still be released). */
 CORO_API void coro_lock_close(coro_loop *L, coro_lock *lk)
 {
-    lk->closed = 1;
-    coro__fifo_fail_all(L, &lk->waiters, CORO_ESHUTDOWN);
+    coro__close(L, &lk->waiters, &lk->closed);
+}
+
+/* A wait in the lock's FIFO ended with rc: take the lock, or (cancelled)
+ * pass on a wake-up that may have been meant for us. Returns rc. */
+CORO_API int coro__lock_woken(coro_loop *L, coro_lock *lk, coro_waiter *w, int rc)
+{
+    coro__link_del(&w->link);
+    if (rc >= 0)
+        lk->locked = 1;
+    else if (rc == CORO_ECANCELED && !lk->locked)
+        coro__lock_wake_first(L, lk);
+    return rc;
 }
 
 CORO_API int coro__lock_acquire_fn(coro_ctx *c)
 {
     coro_lock_op *op = CORO_SELF(c, coro_lock_op);
-    coro_lock *lk = op->lk;
-    CORO_BEGIN(c);
-    if (coro_lock_try_acquire(lk) == 0) CORO_RETURN(c, 0);
-    if (lk->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
-    coro__waiter_add(&lk->waiters, &op->w);
-    CORO_AWAIT_FUTURE(c, &op->w.fut);
-    coro__link_del(&op->w.link);
-    if (c->rc < 0) {
-        if (c->rc == CORO_ECANCELED && !lk->locked) coro__lock_wake_first(c->loop, lk);
-        CORO_FAIL(c, c->rc);
-    }
-    lk->locked = 1;
-    CORO_RETURN(c, 0);
-    CORO_END(c);
+    int rc = c->rc;
+    if (c->self->state) return coro__op_done(c, coro__lock_woken(c->loop, op->lk, &op->w, rc));
+    rc = coro_lock_try_acquire(op->lk);
+    if (rc != CORO_EAGAIN) return coro__op_done(c, rc);
+    return coro__op_wait(c, &op->w, &op->lk->waiters, 1);
 }
 
 /* Acquires the lock, waiting in FIFO order if needed. */
@@ -308,8 +332,8 @@ typedef int coro_pred(void *arg);
 typedef struct coro_cond_op {
     coro_frame co;
     coro_cond *cv;
-    coro_waiter w;
-    coro_lock_op relock;
+    coro_waiter w;      /* in the condition's FIFO */
+    coro_waiter relock; /* in the lock's FIFO, re-acquiring */
     coro_pred *pred;
     void *arg;
     int rc, err;
@@ -330,80 +354,83 @@ CORO_API coro_lock *coro_cond_lock(coro_cond *cv)
     return cv->lock;
 }
 
-CORO_API void coro__cond_notify(coro_loop *L, coro_cond *cv, unsigned n)
-{
-    unsigned idx = 0;
-    for (coro__link *l = cv->waiters.next; l != &cv->waiters && idx < n; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) {
-            idx++;
-            coro_future_set_result(L, &w->fut, 0);
-        }
-    }
-}
-
 /* Wakes the first n waiters. CORO_EINVAL unless the lock is held. */
 CORO_API int coro_cond_notify(coro_loop *L, coro_cond *cv, unsigned n)
 {
     if (!cv->lock->locked) return CORO_EINVAL;
-    coro__cond_notify(L, cv, n);
+    coro__wake(L, &cv->waiters, n, 0, 0);
     return 0;
 }
 
 CORO_API int coro_cond_notify_all(coro_loop *L, coro_cond *cv)
 {
-    return coro_cond_notify(L, cv, coro__fifo_len(&cv->waiters));
+    return coro_cond_notify(L, cv, CORO__ALL);
 }
 
 /* Wakes every waiter with CORO_ESHUTDOWN (each still re-acquires the lock
  * before returning); later waits fail the same way. The lock stays usable. */
 CORO_API void coro_cond_close(coro_loop *L, coro_cond *cv)
 {
-    cv->closed = 1;
-    coro__fifo_fail_all(L, &cv->waiters, CORO_ESHUTDOWN);
+    coro__close(L, &cv->waiters, &cv->closed);
 }
 
-/* wait_for's result is the predicate's value, as in asyncio; a value that
- * would read as an error becomes 1. */
-CORO_API int coro__pred_value(int v)
+/* Ends a wait_for whose predicate holds: its value, as in asyncio (a value
+ * that would read as an error becomes 1). */
+CORO_API int coro__pred_done(coro_ctx *c, int v)
 {
-    return v > 0 ? v : 1;
+    return coro__op_done(c, v > 0 ? v : 1);
+}
+
+/* Releases the lock and waits for a notification (phase 1). */
+CORO_API int coro__cond_sleep(coro_ctx *c, coro_cond_op *op)
+{
+    coro_cond *cv = op->cv;
+    if (!cv->lock->locked) return coro__op_done(c, CORO_EINVAL);
+    if (cv->closed) return coro__op_done(c, CORO_ESHUTDOWN);
+    coro_lock_release(c->loop, cv->lock);
+    return coro__op_wait(c, &op->w, &cv->waiters, 1);
+}
+
+/* Back from a wait with the lock re-acquired (rc 0), or not (rc < 0: the
+ * lock was closed): fail, passing a notification on, or check again. */
+CORO_API int coro__cond_locked(coro_ctx *c, coro_cond_op *op, int rc)
+{
+    if (rc < 0)
+        op->rc = rc;
+    else if (op->err)
+        op->rc = op->err;
+    if (op->rc < 0) {
+        coro__wake(c->loop, &op->cv->waiters, 1, 0, 0);
+        return coro__op_done(c, op->rc);
+    }
+    if (!op->pred) return coro__op_done(c, 0);
+    if ((rc = op->pred(op->arg))) return coro__pred_done(c, rc);
+    return coro__cond_sleep(c, op);
 }
 
 CORO_API int coro__cond_wait_fn(coro_ctx *c)
 {
     coro_cond_op *op = CORO_SELF(c, coro_cond_op);
-    coro_cond *cv = op->cv;
-    CORO_BEGIN(c);
-    if (op->pred) { /* wait_for: `while not pred(): await wait()` */
-        if ((op->rc = op->pred(op->arg))) CORO_RETURN(c, coro__pred_value(op->rc));
-    }
-    for (;;) {
-        if (!cv->lock->locked) CORO_FAIL(c, CORO_EINVAL);
-        if (cv->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
-        coro_lock_release(c->loop, cv->lock);
-        coro__waiter_add(&cv->waiters, &op->w);
-        CORO_AWAIT_FUTURE(c, &op->w.fut);
-        op->rc = c->rc;
-        coro__link_del(&op->w.link);
+    coro_lock *lk = op->cv->lock;
+    int rc = c->rc;
+    switch (c->self->state) {
+    case 0: /* wait_for: `while not pred(): await wait()` */
+        if (op->pred && (rc = op->pred(op->arg))) return coro__pred_done(c, rc);
+        return coro__cond_sleep(c, op);
+    case 1: /* notified, or failed: re-acquire the lock, even if cancelled */
+        op->rc = rc;
         op->err = 0;
-        for (;;) { /* re-acquire, even when cancelled */
-            CORO_LOCK_ACQUIRE(c, &op->relock, cv->lock);
-            if (c->rc != CORO_ECANCELED) break;
-            op->err = c->rc;
-        }
-        if (c->rc < 0) /* the lock was closed: it is not held */
-            op->rc = c->rc;
-        else if (op->err)
-            op->rc = op->err;
-        if (op->rc < 0) {
-            coro__cond_notify(c->loop, cv, 1); /* pass on a notification */
-            CORO_FAIL(c, op->rc);
-        }
-        if (!op->pred) CORO_RETURN(c, 0);
-        if ((op->rc = op->pred(op->arg))) CORO_RETURN(c, coro__pred_value(op->rc));
+        coro__link_del(&op->w.link);
+        break;
+    default: /* 2: woken in the lock's FIFO */
+        rc = coro__lock_woken(c->loop, lk, &op->relock, rc);
+        if (rc != CORO_ECANCELED) return coro__cond_locked(c, op, rc);
+        op->err = rc;
+        break;
     }
-    CORO_END(c);
+    rc = coro_lock_try_acquire(lk);
+    if (rc == CORO_EAGAIN) return coro__op_wait(c, &op->relock, &lk->waiters, 2);
+    return coro__cond_locked(c, op, rc);
 }
 
 /* Releases the lock (which must be held: else CORO_EINVAL), waits for a
@@ -486,17 +513,12 @@ CORO_API int coro_sem_try_acquire(coro_sem *s)
     return 0;
 }
 
+/* asyncio's _wake_up_next: reserves a permit for the first pending waiter. */
 CORO_API int coro__sem_wake_next(coro_loop *L, coro_sem *s)
 {
-    for (coro__link *l = s->waiters.next; l != &s->waiters; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) {
-            s->value--;
-            coro_future_set_result(L, &w->fut, 1);
-            return 1;
-        }
-    }
-    return 0;
+    if (!coro__wake(L, &s->waiters, 1, 0, 0)) return 0;
+    s->value--;
+    return 1;
 }
 
 /* Returns a permit and wakes the first waiter. CORO_EINVAL for a bounded
@@ -511,27 +533,25 @@ CORO_API int coro_sem_release(coro_loop *L, coro_sem *s)
 
 CORO_API void coro_sem_close(coro_loop *L, coro_sem *s)
 {
-    s->closed = 1;
-    coro__fifo_fail_all(L, &s->waiters, CORO_ESHUTDOWN);
+    coro__close(L, &s->waiters, &s->closed);
 }
 
 CORO_API int coro__sem_acquire_fn(coro_ctx *c)
 {
     coro_sem_op *op = CORO_SELF(c, coro_sem_op);
     coro_sem *s = op->s;
-    CORO_BEGIN(c);
-    if (coro_sem_try_acquire(s) == 0) CORO_RETURN(c, 0);
-    if (s->closed) CORO_FAIL(c, CORO_ESHUTDOWN);
-    coro__waiter_add(&s->waiters, &op->w);
-    CORO_AWAIT_FUTURE(c, &op->w.fut);
+    int rc = c->rc;
+    if (!c->self->state) {
+        rc = coro_sem_try_acquire(s);
+        if (rc != CORO_EAGAIN) return coro__op_done(c, rc);
+        return coro__op_wait(c, &op->w, &s->waiters, 1);
+    }
     coro__link_del(&op->w.link);
-    if (c->rc == CORO_ECANCELED && coro_future_done(&op->w.fut) &&
-        !coro_future_cancelled(&op->w.fut) && coro_future_rc(&op->w.fut) == 0)
+    if (rc == CORO_ECANCELED && coro_future_state(&op->w.fut) == CORO_FUTURE_RESULT)
         s->value++; /* woken, then cancelled: give the permit back */
     while (s->value > 0 && coro__sem_wake_next(c->loop, s)) {
     }
-    CORO_RETURN(c, c->rc < 0 ? c->rc : 0);
-    CORO_END(c);
+    return coro__op_done(c, rc < 0 ? rc : 0);
 }
 
 CORO_API coro_frame *coro_sem_acquire(coro_sem_op *op, coro_sem *s)
@@ -570,9 +590,8 @@ typedef struct coro_barrier {
 typedef struct coro_barrier_op {
     coro_frame co;
     coro_barrier *b;
-    coro_lock_op acq;
-    coro_cond_op cw;
-    int index, rc, what;
+    coro_cond_op cw; /* its relock waiter also takes the lock first */
+    int index, what;
 } coro_barrier_op;
 
 /* CORO_EINVAL if parties < 1. */
@@ -613,62 +632,68 @@ CORO_API int coro__barrier_not_filling(void *arg)
     return ((coro_barrier *)arg)->state != CORO__BAR_FILLING;
 }
 
-CORO_API void coro__barrier_exit(coro_loop *L, coro_barrier *b)
-{
-    if (b->count == 0) {
-        if (b->state == CORO__BAR_RESETTING || b->state == CORO__BAR_DRAINING)
-            b->state = CORO__BAR_FILLING;
-        coro_cond_notify_all(L, &b->cond);
-    }
-}
-
 #define CORO__BAR_WAIT 0
 #define CORO__BAR_RESET 1
 #define CORO__BAR_ABORT 2
 
+/* Leaves `async with self._cond` with rc. */
+CORO_API int coro__barrier_unlock(coro_ctx *c, coro_barrier *b, int rc)
+{
+    coro_lock_release(c->loop, b->cond.lock);
+    return coro__op_done(c, rc);
+}
+
+/* wait()'s finally part: the last task out lets the next round in. */
+CORO_API int coro__barrier_exit(coro_ctx *c, coro_barrier_op *op, int rc)
+{
+    coro_barrier *b = op->b;
+    if (--b->count == 0) {
+        if (b->state == CORO__BAR_RESETTING || b->state == CORO__BAR_DRAINING)
+            b->state = CORO__BAR_FILLING;
+        coro_cond_notify_all(c->loop, &b->cond);
+    }
+    return coro__barrier_unlock(c, b, rc < 0 ? rc : op->index);
+}
+
+/* Phases: 1 waiting for the lock; 2 in _block(); 3 in _wait(). */
 CORO_API int coro__barrier_fn(coro_ctx *c)
 {
     coro_barrier_op *op = CORO_SELF(c, coro_barrier_op);
     coro_barrier *b = op->b;
-    CORO_BEGIN(c);
-    CORO_LOCK_ACQUIRE(c, &op->acq, b->cond.lock); /* async with self._cond */
-    CORO_CHECK(c);
-    if (op->what == CORO__BAR_RESET) {
-        if (b->count > 0)
-            b->state = CORO__BAR_RESETTING;
-        else
-            b->state = CORO__BAR_FILLING;
+    coro_lock *lk = b->cond.lock;
+    int rc = c->rc;
+    switch (c->self->state) {
+    case 0: /* async with self._cond */
+        rc = coro_lock_try_acquire(lk);
+        if (rc == CORO_EAGAIN) return coro__op_wait(c, &op->cw.relock, &lk->waiters, 1);
+        break;
+    case 1:
+        rc = coro__lock_woken(c->loop, lk, &op->cw.relock, rc);
+        break;
+    case 2: /* _block(): wait while it drains or resets */
+        if (rc >= 0) rc = b->state == CORO__BAR_BROKEN ? CORO_EBROKEN : 0;
+        if (rc < 0) return coro__barrier_unlock(c, b, rc);
+        op->index = (int)b->count++;
+        if ((uint32_t)op->index + 1 < b->parties) /* _wait() for the trip */
+            return coro__op_call(c, coro_cond_wait_for(&op->cw, &b->cond,
+                                                       coro__barrier_not_filling, b), 3);
+        b->state = CORO__BAR_DRAINING; /* _release(): the last one trips it */
         coro_cond_notify_all(c->loop, &b->cond);
-        op->rc = 0;
-    } else if (op->what == CORO__BAR_ABORT) {
-        b->state = CORO__BAR_BROKEN;
-        coro_cond_notify_all(c->loop, &b->cond);
-        op->rc = 0;
-    } else {
-        CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond, coro__barrier_not_busy, b));
-        op->rc = c->rc < 0 ? c->rc : 0;
-        if (op->rc == 0 && b->state == CORO__BAR_BROKEN) op->rc = CORO_EBROKEN;
-        if (op->rc == 0) {
-            op->index = (int)b->count++;
-            if ((uint32_t)op->index + 1 == b->parties) {
-                b->state = CORO__BAR_DRAINING;
-                coro_cond_notify_all(c->loop, &b->cond);
-            } else {
-                CORO_AWAIT(c, coro_cond_wait_for(&op->cw, &b->cond,
-                                                 coro__barrier_not_filling, b));
-                op->rc = c->rc < 0 ? c->rc : 0;
-                if (op->rc == 0 && (b->state == CORO__BAR_BROKEN ||
-                                    b->state == CORO__BAR_RESETTING))
-                    op->rc = CORO_EBROKEN;
-            }
-            if (op->rc == 0) op->rc = op->index;
-            b->count--;
-            coro__barrier_exit(c->loop, b);
-        }
+        return coro__barrier_exit(c, op, 0);
+    default: /* 3: _wait() woke */
+        if (rc >= 0 && (b->state == CORO__BAR_BROKEN || b->state == CORO__BAR_RESETTING))
+            rc = CORO_EBROKEN;
+        return coro__barrier_exit(c, op, rc);
     }
-    coro_lock_release(c->loop, b->cond.lock);
-    CORO_RETURN(c, op->rc);
-    CORO_END(c);
+    if (rc < 0) return coro__op_done(c, rc); /* the lock was not taken */
+    if (op->what == CORO__BAR_WAIT)
+        return coro__op_call(c, coro_cond_wait_for(&op->cw, &b->cond, coro__barrier_not_busy, b), 2);
+    if (op->what == CORO__BAR_ABORT)
+        b->state = CORO__BAR_BROKEN;
+    else
+        b->state = b->count > 0 ? CORO__BAR_RESETTING : CORO__BAR_FILLING;
+    coro_cond_notify_all(c->loop, &b->cond);
+    return coro__barrier_unlock(c, b, 0);
 }
 
 CORO_API coro_frame *coro__barrier_op(coro_barrier_op *op, coro_barrier *b, int what)
@@ -711,7 +736,6 @@ CORO_API coro_frame *coro_barrier_abort(coro_barrier_op *op, coro_barrier *b)
 #define CORO_FIFO 0
 #define CORO_LIFO 1
 #define CORO_PRIO 2
-
 typedef int coro_cmp(const void *a, const void *b); /* < 0: a comes first */
 
 typedef struct coro_queue {
@@ -857,14 +881,7 @@ CORO_API void coro__queue_pop(coro_queue *q, void *out)
 /* Pops waiters until one that is not done, and wakes it. */
 CORO_API void coro__queue_wakeup_next(coro_loop *L, coro__link *fifo)
 {
-    while (!coro__fifo_empty(fifo)) {
-        coro_waiter *w = coro__fifo_first(fifo);
-        coro__link_del(&w->link);
-        if (!coro_future_done(&w->fut)) {
-            coro_future_set_result(L, &w->fut, 0);
-            break;
-        }
-    }
+    coro__wake(L, fifo, 1, 0, 1);
 }
 
 /* Adds an item without waiting: 0, CORO_ESHUTDOWN, CORO_EAGAIN (full), or
@@ -912,53 +929,62 @@ CORO_API void coro_queue_shutdown(coro_loop *L, coro_queue *q, int immediate)
         }
         if (q->unfinished == 0) coro_event_set(L, &q->finished);
     }
-    while (!coro__fifo_empty(&q->getters)) coro__queue_wakeup_next(L, &q->getters);
-    while (!coro__fifo_empty(&q->putters)) coro__queue_wakeup_next(L, &q->putters);
+    coro__wake(L, &q->getters, CORO__ALL, 0, 1);
+    coro__wake(L, &q->putters, CORO__ALL, 0, 1);
 }
 
-/* A blocked get/put gave up: the "except" branch of asyncio's get()/put(). */
-CORO_API void coro__queue_giveup(coro_loop *L, coro__link *fifo, coro_waiter *w,
-                                 int can_go)
+/* Can a put (put = 1) or a get (put = 0) go ahead without waiting? */
+CORO__SPLIT_API int coro__queue_ready(const coro_queue *q, int put)
 {
-    coro_future_cancel(L, &w->fut); /* just in case it is not done yet */
+    return put ? !coro_queue_full(q) : !coro_queue_empty(q);
+}
+
+/* One round of a put or get: does it, setting c->rc, and returns 0; or,
+ * when it must wait, queues op's waiter and returns 1 (the caller then
+ * awaits op->w.fut and calls coro__queue_woken). */
+CORO__SPLIT_API int coro__queue_try(coro_ctx *c, coro_queue_op *op, int put)
+{
+    coro_queue *q = op->q;
+    if (coro__queue_ready(q, put))
+        c->rc = put ? coro_queue_put_nowait(c->loop, q, op->in)
+                    : coro_queue_get_nowait(c->loop, q, op->out);
+    else if (q->shutdown)
+        c->rc = CORO_ESHUTDOWN;
+    else
+        return coro__waiter_add(put ? &q->putters : &q->getters, &op->w), 1;
+    return 0;
+}
+
+/* After the wait: 0 to try again, or 1 when it failed (c->rc < 0): the
+ * "except" branch of asyncio's get()/put(), which passes a wake-up on. */
+CORO__SPLIT_API int coro__queue_woken(coro_ctx *c, coro_queue_op *op, int put)
+{
+    coro_queue *q = op->q;
+    coro_waiter *w = &op->w;
+    if (c->rc >= 0) return 0;
+    coro_future_cancel(c->loop, &w->fut); /* just in case it is not done yet */
     if (coro__waiter_linked(w)) coro__link_del(&w->link);
-    if (can_go && !coro_future_cancelled(&w->fut)) coro__queue_wakeup_next(L, fifo);
+    if (coro__queue_ready(q, put) && !coro_future_cancelled(&w->fut))
+        coro__queue_wakeup_next(c->loop, put ? &q->putters : &q->getters);
+    return 1;
+}
+
+CORO__SPLIT_API int coro__queue_fn(coro_ctx *c, int put)
+{
+    coro_queue_op *op = CORO_SELF(c, coro_queue_op);
+    if (c->self->state && coro__queue_woken(c, op, put)) return coro__op_done(c, c->rc);
+    if (coro__queue_try(c, op, put)) return coro__op_park(c, &op->w.fut, 1);
+    return coro__op_done(c, c->rc);
 }
 
 CORO_API int coro__queue_put_fn(coro_ctx *c)
 {
-    coro_queue_op *op = CORO_SELF(c, coro_queue_op);
-    coro_queue *q = op->q;
-    CORO_BEGIN(c);
-    while (coro_queue_full(q)) {
-        if (q->shutdown) CORO_FAIL(c, CORO_ESHUTDOWN);
-        coro__waiter_add(&q->putters, &op->w);
-        CORO_AWAIT_FUTURE(c, &op->w.fut);
-        if (c->rc < 0) {
-            coro__queue_giveup(c->loop, &q->putters, &op->w, !coro_queue_full(q));
-            CORO_FAIL(c, c->rc);
-        }
-    }
-    CORO_RETURN(c, coro_queue_put_nowait(c->loop, q, op->in));
-    CORO_END(c);
+    return coro__queue_fn(c, 1);
 }
 
 CORO_API int coro__queue_get_fn(coro_ctx *c)
 {
-    coro_queue_op *op = CORO_SELF(c, coro_queue_op);
-    coro_queue *q = op->q;
-    CORO_BEGIN(c);
-    while (coro_queue_empty(q)) {
-        if (q->shutdown) CORO_FAIL(c, CORO_ESHUTDOWN);
-        coro__waiter_add(&q->getters, &op->w);
-        CORO_AWAIT_FUTURE(c, &op->w.fut);
-        if (c->rc < 0) {
-            coro__queue_giveup(c->loop, &q->getters, &op->w, !coro_queue_empty(q));
-            CORO_FAIL(c, c->rc);
-        }
-    }
-    CORO_RETURN(c, coro_queue_get_nowait(c->loop, q, op->out));
-    CORO_END(c);
+    return coro__queue_fn(c, 0);
 }
 
 /* Puts an item (copied when it goes in; keep it valid until then), waiting
@@ -979,51 +1005,27 @@ CORO_API coro_frame *coro_queue_get(coro_queue_op *op, coro_queue *q, void *out)
 }
 
 /* The same operations waiting inline, in the caller's frame (no child
- * frame): the statements of coro__queue_put_fn / _get_fn, in a macro. */
+ * frame): the rounds of coro__queue_fn, in a macro. */
+#define CORO__QUEUE_XFER(c, op, put)                                           \
+    do {                                                                       \
+        while (coro__queue_try(c, op, put)) {                                  \
+            CORO_AWAIT_FUTURE(c, &(op)->w.fut);                                \
+            if (coro__queue_woken(c, op, put)) break;                          \
+        }                                                                      \
+    } while (0)
+
 #define CORO_QUEUE_PUT(c, op, queue, item)                                     \
     do {                                                                       \
         (op)->q = (queue);                                                     \
         (op)->in = (item);                                                     \
-        for (;;) {                                                             \
-            if (!coro_queue_full((op)->q)) {                                   \
-                (c)->rc = coro_queue_put_nowait((c)->loop, (op)->q, (op)->in); \
-                break;                                                         \
-            }                                                                  \
-            if ((op)->q->shutdown) {                                           \
-                (c)->rc = CORO_ESHUTDOWN;                                      \
-                break;                                                         \
-            }                                                                  \
-            coro__waiter_add(&(op)->q->putters, &(op)->w);                     \
-            CORO_AWAIT_FUTURE(c, &(op)->w.fut);                                \
-            if ((c)->rc < 0) {                                                 \
-                coro__queue_giveup((c)->loop, &(op)->q->putters, &(op)->w,     \
-                                   !coro_queue_full((op)->q));                 \
-                break;                                                         \
-            }                                                                  \
-        }                                                                      \
+        CORO__QUEUE_XFER(c, op, 1);                                            \
     } while (0)
 
 #define CORO_QUEUE_GET(c, op, queue, outp)                                     \
     do {                                                                       \
         (op)->q = (queue);                                                     \
         (op)->out = (outp);                                                    \
-        for (;;) {                                                             \
-            if (!coro_queue_empty((op)->q)) {                                  \
-                (c)->rc = coro_queue_get_nowait((c)->loop, (op)->q, (op)->out); \
-                break;                                                         \
-            }                                                                  \
-            if ((op)->q->shutdown) {                                           \
-                (c)->rc = CORO_ESHUTDOWN;                                      \
-                break;                                                         \
-            }                                                                  \
-            coro__waiter_add(&(op)->q->getters, &(op)->w);                     \
-            CORO_AWAIT_FUTURE(c, &(op)->w.fut);                                \
-            if ((c)->rc < 0) {                                                 \
-                coro__queue_giveup((c)->loop, &(op)->q->getters, &(op)->w,     \
-                                   !coro_queue_empty((op)->q));                \
-                break;                                                         \
-            }                                                                  \
-        }                                                                      \
+        CORO__QUEUE_XFER(c, op, 0);                                            \
     } while (0)
 
 /* Waits until every item put has been marked done (at once if none): the
@@ -1067,7 +1069,7 @@ typedef struct coro_sched_op {
     coro_sched *s;
     coro_waiter w;
     coro_timeout tm;
-    int64_t timeout;
+    coro_time timeout;
     int close;
 } coro_sched_op;
 
@@ -1110,14 +1112,13 @@ CORO_API void coro__job_start(coro_loop *L, coro_sched *s, coro_job *j)
     coro_future_add_done_callback(L, &j->task.fut, &j->cb, coro__job_done, j);
 }
 
-/* No job left: wake every waiter. */
-CORO_API void coro__sched_check_idle(coro_loop *L, coro_sched *s)
+/* Takes the first pending job off the list (one must be pending). */
+CORO_API coro_job *coro__job_unqueue(coro_sched *s)
 {
-    if (s->nactive || s->npending) return;
-    for (coro__link *l = s->waiters.next; l != &s->waiters; l = l->next) {
-        coro_waiter *w = coro__waiter_of(l);
-        if (!coro_future_done(&w->fut)) coro_future_set_result(L, &w->fut, 0);
-    }
+    coro_job *j = coro__job_of(s->pending.next);
+    coro__link_del(&j->link);
+    s->npending--;
+    return j;
 }
 
 CORO_API void coro__job_done(coro_loop *L, void *arg)
@@ -1127,13 +1128,8 @@ CORO_API void coro__job_done(coro_loop *L, void *arg)
     j->state = CORO_JOB_DONE;
     coro__link_del(&j->link);
     s->nactive--;
-    if (!s->closed && s->npending) {
-        coro_job *next = coro__job_of(s->pending.next);
-        coro__link_del(&next->link);
-        s->npending--;
-        coro__job_start(L, s, next);
-    }
-    coro__sched_check_idle(L, s);
+    if (!s->closed && s->npending) coro__job_start(L, s, coro__job_unqueue(s));
+    if (!s->nactive && !s->npending) coro__wake(L, &s->waiters, CORO__ALL, 0, 0);
 }
 
 /* Runs `frame` as a job: now if fewer than `limit` run, else when a slot
@@ -1164,31 +1160,26 @@ CORO_API int coro__sched_fn(coro_ctx *c)
 {
     coro_sched_op *op = CORO_SELF(c, coro_sched_op);
     coro_sched *s = op->s;
-    CORO_BEGIN(c);
+    if (c->self->state) { /* idle, or the timeout */
+        coro__link_del(&op->w.link);
+        return coro__op_done(c, coro_timeout_exit(c, &op->tm, c->rc));
+    }
     if (op->close) {
         s->closed = 1;
-        while (s->npending) { /* never started: dropped */
-            coro_job *j = coro__job_of(s->pending.next);
-            coro__link_del(&j->link);
-            j->state = CORO_JOB_DROPPED;
-            s->npending--;
-        }
+        while (s->npending) coro__job_unqueue(s)->state = CORO_JOB_DROPPED;
         for (coro__link *l = s->active.next; l != &s->active; l = l->next)
             coro_task_cancel(c->loop, &coro__job_of(l)->task);
     }
-    if (!s->nactive && !s->npending) CORO_RETURN(c, 0);
+    if (!s->nactive && !s->npending) return coro__op_done(c, 0);
     coro__waiter_add(&s->waiters, &op->w);
     coro__memset(&op->tm, 0, sizeof op->tm);
     coro_timeout_enter(c, &op->tm, op->timeout);
-    CORO_AWAIT_FUTURE(c, &op->w.fut);
-    coro__link_del(&op->w.link);
-    CORO_RETURN(c, coro_timeout_exit(c, &op->tm, c->rc));
-    CORO_END(c);
+    return coro__op_park(c, &op->w.fut, 1);
 }
 
 /* Waits until no job is running or pending; c->rc = 0, or CORO_ETIMEDOUT
  * after `timeout` ns (CORO_NEVER: no limit); jobs keep running. */
-CORO_API coro_frame *coro_sched_wait(coro_sched_op *op, coro_sched *s, int64_t timeout)
+CORO_API coro_frame *coro_sched_wait(coro_sched_op *op, coro_sched *s, coro_time timeout)
 {
     op->s = s;
     op->timeout = timeout;
@@ -1199,7 +1190,7 @@ CORO_API coro_frame *coro_sched_wait(coro_sched_op *op, coro_sched *s, int64_t t
 /* Closes the scheduler: drops pending jobs, cancels running ones and
  * waits up to `grace` ns for them to end (c->rc = 0, or CORO_ETIMEDOUT if
  * some still run: they keep their cancellation and end later). */
-CORO_API coro_frame *coro_sched_close(coro_sched_op *op, coro_sched *s, int64_t grace)
+CORO_API coro_frame *coro_sched_close(coro_sched_op *op, coro_sched *s, coro_time grace)
 {
     op->s = s;
     op->timeout = grace;

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the whole suite: every test binary plain, under ASan+UBSan, and plain
+# Runs the whole suite: every test binary plain, under ASan+UBSan (the core
+# ones also with every size option: build/test/slim), and plain
 # under valgrind (when installed); the thread suites also under TSan; every
 # example against its expected output; the I/O examples against each other
 # (examples_io.sh); the header checks; the conformance scenarios.
@@ -33,7 +34,7 @@ run() {
     esac
 }
 
-for flavor in plain asan tsan; do
+for flavor in plain asan tsan slim; do
     for t in $B/test/$flavor/test_*; do
         [ -x "$t" ] || continue
         run "$flavor/${t##*/}" "$t"

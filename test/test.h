@@ -164,7 +164,7 @@ __attribute__((unused)) static void test_loop(coro_loop *L)
 /* Virtual time in whole milliseconds. */
 __attribute__((unused)) static long test_ms(coro_loop *L)
 {
-    return (long)(coro_loop_time(L) / 1000000);
+    return (long)(coro_loop_time(L) / CORO_MS(1));
 }
 
 __attribute__((unused)) static int test_reports(void)

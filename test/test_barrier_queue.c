@@ -63,7 +63,7 @@ struct barw {
     coro_barrier *b;
     coro_barrier_op op;
     coro_timeout tm;
-    int64_t timeout;
+    coro_time timeout;
     int rounds, round, show, at, rc;
 };
 
@@ -606,7 +606,7 @@ struct qw {
     coro_queue *q;
     coro_queue_op op;
     coro_timeout tm;
-    int64_t timeout;
+    coro_time timeout;
     int put, fast, n, i, base, pause, at, rc, in, out, got, sum;
 };
 

@@ -65,7 +65,7 @@ struct condw {
     coro_timeout tm;
     coro_pred *pred;
     void *arg;
-    int64_t timeout;
+    coro_time timeout;
     int nolock, release, at, rc, held;
 };
 
@@ -770,7 +770,7 @@ struct semw {
     coro_sem *s;
     coro_sem_op op;
     coro_timeout tm;
-    int64_t timeout;
+    coro_time timeout;
     int fast, hold, rounds, round, at, rc;
 };
 

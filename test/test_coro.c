@@ -157,10 +157,10 @@ static int slowfin_fn(coro_ctx *c)
     if (f->fail) CORO_FAIL(c, CORO_EUSER(1));
     CORO_RETURN(c, 17);
     CORO_FINALLY(c);
-    TRACE("fin@%ld", (long)(coro_loop_time(c->loop) / 1000000));
+    TRACE("fin@%ld", (long)(coro_loop_time(c->loop) / CORO_MS(1)));
     CORO_SLEEP(c, CORO_MS(10));
     CORO_YIELD(c);
-    TRACE("fin-done@%ld", (long)(coro_loop_time(c->loop) / 1000000));
+    TRACE("fin-done@%ld", (long)(coro_loop_time(c->loop) / CORO_MS(1)));
     CORO_END(c);
 }
 
@@ -352,6 +352,25 @@ TEST(layout_sizes)
         CHECK_EQ(sizeof(coro_frame), 24);
         CHECK_EQ(sizeof(coro_handle), 32);
         CHECK_EQ(sizeof(coro_future), 16);
+#ifdef CORO_NO_REGISTRY
+        CHECK_EQ(sizeof(coro_task), 48);
+#else
         CHECK_EQ(sizeof(coro_task), 64);
+#endif
+    }
+    /* 32-bit targets: make size's RAM table. */
+    if (sizeof(void *) == 4) {
+        CHECK_EQ(sizeof(coro_frame), 16);
+        CHECK_EQ(sizeof(coro_future), 8);
+#if defined(CORO_TIME32) && defined(CORO_TIMER_LIST)
+        CHECK_EQ(sizeof(coro_handle), 16);
+#else
+        CHECK_EQ(sizeof(coro_handle), 24);
+#endif
+#ifdef CORO_NO_REGISTRY
+        CHECK_EQ(sizeof(coro_task), sizeof(coro_handle) + 8);
+#else
+        CHECK_EQ(sizeof(coro_task), sizeof(coro_handle) + 16);
+#endif
     }
 }

@@ -94,7 +94,7 @@ struct locker {
     coro_lock *lk;
     coro_lock_op op;
     coro_timeout tm;
-    int64_t deadline; /* CORO_NEVER: none */
+    coro_time deadline; /* CORO_NEVER: none */
     coro_future *block;
     int fast, hold, rounds, round, at, rc;
 };

@@ -100,7 +100,7 @@ struct waiter {
     const char *name;
     coro_sched *s;
     coro_sched_op op;
-    int64_t timeout;
+    coro_time timeout;
     int close, rc;
 };
 
@@ -119,7 +119,7 @@ static int waiter_fn(coro_ctx *c)
 }
 
 static coro_frame *waiter(struct waiter *w, const char *name, coro_sched *s, int close,
-                          int64_t timeout)
+                          coro_time timeout)
 {
     memset(w, 0, sizeof *w);
     w->name = name;

@@ -44,7 +44,7 @@ void SysTick_Handler(void)
     }
 }
 
-static int64_t board_now(void *arg)
+static coro_time board_now(void *arg)
 {
     (void)arg;
     return CORO_MS(ticks);
@@ -53,7 +53,7 @@ static int64_t board_now(void *arg)
 /* Sleeps until the next interrupt. Interrupts are masked while we check
  * for a pending signal; WFI still wakes on a pending interrupt, which then
  * runs as soon as they are unmasked. */
-static int board_idle(void *arg, int64_t timeout)
+static int board_idle(void *arg, coro_time timeout)
 {
     coro_loop *L = (coro_loop *)arg;
     (void)timeout; /* the 1 ms tick wakes us: every deadline is met */
@@ -64,7 +64,8 @@ static int board_idle(void *arg, int64_t timeout)
 }
 
 /* Loop time in ms is the tick count (dividing the int64_t ns of
- * coro_loop_time() would pull in libgcc's 64-bit division: 700 bytes). */
+ * coro_loop_time() would pull in libgcc's 64-bit division, 700 bytes;
+ * built with CORO_TIME32, coro_loop_time() is the ms count itself). */
 static void log_ms(coro_loop *L, const char *who)
 {
     uint32_t ms = ticks;

@@ -33,15 +33,15 @@ int main(void)
 /* ---- the board: a clock that idles by jumping to the deadline. No
  * globals anywhere: the firmware's .data/.bss are the startup code's and
  * the library's (none), the application lives on main's stack. */
-static int64_t board_now(void *arg)
+static coro_time board_now(void *arg)
 {
-    return *(int64_t *)arg;
+    return *(coro_time *)arg;
 }
 
-static int board_idle(void *arg, int64_t timeout)
+static int board_idle(void *arg, coro_time timeout)
 {
     if (timeout < 0) return CORO_EDEADLK;
-    *(int64_t *)arg += timeout;
+    *(coro_time *)arg += timeout;
     return 0;
 }
 
@@ -53,7 +53,7 @@ struct worker {
     coro_frame co;
     int n, sum;
 #if CORO_SET >= 2
-    int64_t nap;
+    coro_time nap;
 #endif
 };
 
@@ -76,7 +76,7 @@ static int worker_fn(coro_ctx *c)
     CORO_END(c);
 }
 
-static coro_frame *worker(struct worker *f, int64_t nap)
+static coro_frame *worker(struct worker *f, coro_time nap)
 {
     f->sum = 0;
 #if CORO_SET >= 2
@@ -329,7 +329,7 @@ int main(void)
     coro_loop L;
     coro_user_clock clock;
     coro_task t;
-    int64_t now = 0;
+    coro_time now = 0;
     struct app app;
     coro__memset(&app, 0, sizeof app);
     coro_loop_init(&L, coro_user_clock_init(&clock, board_now, board_idle, &now));
