@@ -27,7 +27,7 @@ NOINLINE := '-DCORO_API=static __attribute__((noinline, unused))'
 # The slim configuration: every size option of the headers (coro.h,
 # "Size options"). The suites run in it too, minus the tests of what it
 # removes (compiled out with the same macros).
-CORO_SLIM ?= -DCORO_NO_DIAG -DCORO_TIMER_LIST -DCORO_TIME32
+CORO_SLIM ?= -DCORO_NO_DIAG -DCORO_TIMER_LIST -DCORO_TIME32 -DCORO_NO_REGISTRY
 ARM_LINK := -nostdlib -T$(EMB)/mps2.ld -Wl,--gc-sections -lgcc
 RV_LINK  := -nostdlib -T$(EMB)/rv32.ld -Wl,--gc-sections -lgcc
 ARM_RT   := $(EB)/startup.o $(EB)/mini_libc.o
