@@ -1010,7 +1010,8 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
 /* One step: resume the leaf frame with what woke the task. */
 CORO_API void coro__task_step(coro_loop *L, coro_task *t)
 {
-    if ((t->h.flags & CORO__T_WAIT) == CORO__W_HOP) {
+    unsigned w = t->h.flags & CORO__T_WAIT;
+    if (w == CORO__W_HOP) {
         /* The sleep timer fired last iteration: like asyncio's timer
          * callback completing the sleep future, re-queue the wake-up. */
         t->h.flags &= (uint8_t)~CORO__T_WAIT;
@@ -1018,7 +1019,8 @@ CORO_API void coro__task_step(coro_loop *L, coro_task *t)
         return;
     }
     coro_ctx c;
-    int rc = coro__wake_rc(t);
+    /* A yield waits on nothing: its outcome is 0 unless cancelled. */
+    int rc = (w | (t->h.flags & CORO__T_MUST_CANCEL)) ? coro__wake_rc(t) : 0;
     c.loop = L;
     c.task = t;
     c.self = (coro_frame *)t->fut.value;
