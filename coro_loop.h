@@ -1010,22 +1010,21 @@ CORO_API void coro__task_finish(coro_loop *L, coro_task *t, coro_frame *root)
 /* One step: resume the leaf frame with what woke the task. */
 CORO_API void coro__task_step(coro_loop *L, coro_task *t)
 {
-    unsigned w = t->h.flags & CORO__T_WAIT;
-    if (w == CORO__W_HOP) {
-        /* The sleep timer fired last iteration: like asyncio's timer
-         * callback completing the sleep future, re-queue the wake-up. */
-        t->h.flags &= (uint8_t)~CORO__T_WAIT;
-        coro__schedule(L, &t->h);
-        return;
+    int rc = 0; /* a yield waits on nothing: 0, unless cancelled */
+    if (t->h.flags & (CORO__T_WAIT | CORO__T_MUST_CANCEL)) {
+        if ((t->h.flags & CORO__T_WAIT) == CORO__W_HOP) {
+            /* The sleep timer fired last iteration: like asyncio's timer
+             * callback completing the sleep future, re-queue the wake-up. */
+            t->h.flags &= (uint8_t)~CORO__T_WAIT;
+            coro__schedule(L, &t->h);
+            return;
+        }
+        rc = coro__wake_rc(t);
     }
-    coro_ctx c;
-    /* A yield waits on nothing: its outcome is 0 unless cancelled. */
-    int rc = (w | (t->h.flags & CORO__T_MUST_CANCEL)) ? coro__wake_rc(t) : 0;
+    coro_ctx c; /* c.child and c.rc are set before they are read */
     c.loop = L;
     c.task = t;
     c.self = (coro_frame *)t->fut.value;
-    c.child = NULL;
-    c.rc = 0;
     L->ctx = &c;
     int finished = coro__drive(&c, c.self, rc);
     L->ctx = NULL;
