@@ -18,17 +18,28 @@
  *     CORO_IO(c, coro_socket / coro_connect / coro_accept / coro_recv / coro_send
  *                / coro_shutdown / coro_poll / coro_nop ...)
  *   Bounded by a deadline: CORO_DEADLINE(c, &f->tm, when, CORO_IO(c, ...)).
- *   Streams, servers, clients: see the second half of this file.
+ *   Blocking work on a thread (work: a coro_work in the frame; c->rc = fn(arg)):
+ *     CORO_IO(c, coro_to_thread(&f->work, c->loop, fn, arg))  // the default pool
+ *     CORO_IO(c, coro_run_in_executor(&f->work, c->loop, &pool, fn, arg))
+ *     cancelled: a queued job never runs; a running one is waited for, its
+ *     result dropped (CORO_ECANCELED): the record is never left to a thread
+ *   From other threads: coro_io_threadsafe(&io) first, then
+ *     coro_call_soon_threadsafe / coro_run_coroutine_threadsafe
+ *   Streams, servers, clients, subprocesses: see the second half of this file.
+ *   A server accepts with one multishot accept on io_uring (kernel >= 5.19,
+ *   probed once per ring): one SQE for many connections; see "ACCEPTING".
  *
  * CANCELLATION (io_uring): a cancelled operation ends only when the kernel's
  * completion for that operation arrives; its record (and buffer) must stay
  * alive until the await returns. If it completed before the cancel took
  * effect, its result is delivered (no byte received, no accepted fd is
  * lost) and the cancellation reaches the task at its next await. Closing an
- * fd cancels what waits on it; those waiters get -EBADF.
+ * fd cancels what waits on it; those waiters get -EBADF (a stream's reader
+ * sees the end of stream instead: asyncio's connection_lost).
  *
  * LIMITS: one coro_io per loop and per thread; nothing here is thread-safe
- * except coro_signal_raise (coro_loop.h), which wakes the backend.
+ * except what "Other threads" lists (coro_call_soon_threadsafe, the
+ * coro_run_coroutine_threadsafe family) and coro_signal_raise (coro_loop.h).
  */
 #ifndef CORO_IO_H
 #define CORO_IO_H
@@ -43,6 +54,7 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -74,6 +86,16 @@
 
 #define CORO_IO_URING 1
 #define CORO_IO_EPOLL 2
+
+/* How long an idle pool worker watches the job queue before it sleeps on
+ * its condition variable, and how long a loop with jobs out watches its
+ * inbox before it sleeps in the kernel (io_uring backend): a job posted or
+ * returned meanwhile (a task awaiting to_thread after to_thread) is picked
+ * up without a futex or eventfd wake-up, which costs 5-13 us on a VM. Each
+ * idle spell burns up to this much CPU; 0 turns spinning off. */
+#ifndef CORO_POOL_SPIN_NS
+#define CORO_POOL_SPIN_NS 50000
+#endif
 
 typedef struct coro_io coro_io;
 typedef struct coro_io_op coro_io_op;
@@ -107,6 +129,8 @@ struct coro_io_op {
         struct { int how; } shut;
         struct { unsigned events; } poll;
         struct { int datasync; } sync;
+        /* a multishot (io_uring): on(op, fd, 1) per result, on(op, res, 0) at its end */
+        struct { void (*on)(coro_io_op *op, int res, int more); } ms;
     } a;
 };
 
@@ -115,7 +139,7 @@ enum {
     CORO__OP_NOP = 1, CORO__OP_READ, CORO__OP_WRITE, CORO__OP_READV, CORO__OP_WRITEV,
     CORO__OP_FSYNC, CORO__OP_OPENAT, CORO__OP_CLOSE, CORO__OP_STATX, CORO__OP_SOCKET,
     CORO__OP_CONNECT, CORO__OP_ACCEPT, CORO__OP_RECV, CORO__OP_SEND, CORO__OP_SHUTDOWN,
-    CORO__OP_POLL
+    CORO__OP_POLL, CORO__OP_ACCEPT_MULTI
 };
 
 /* Operation states. */
@@ -137,6 +161,7 @@ typedef struct coro__fdslot {
     uint8_t ready;   /* epoll: 1 readable, 2 writable, as far as we know */
     uint8_t kind;    /* 0 unknown, 1 pollable, 2 regular file (no epoll) */
     uint8_t closing;
+    int accq_next;   /* an accepted fd a server queued: the one after it */
     coro_io_op *close_op; /* deferred until the in-flight ops are back */
 } coro__fdslot;
 
@@ -185,6 +210,7 @@ struct coro_io {
     uint32_t inflight, max_inflight;
     int wake_armed;
     uint64_t wake_buf;
+    int accept_multi; /* multishot accept: 0 not probed yet, 1 yes, -1 no */
     /* epoll */
     int epfd, nwait; /* nwait: operations waiting for readiness */
     int no_pwait2;    /* epoll_pwait2 refused (old kernel, valgrind) */
@@ -201,6 +227,7 @@ struct coro_io {
     coro_io_stats stats;
     /* other threads (see "Other threads") */
     coro_remote *inbox;     /* pushed by any thread, drained by the loop */
+    unsigned posting;       /* posts under way (atomic): close waits for them */
     coro_signal inbox_signal;
     unsigned inbox_users;   /* jobs out + threadsafe mode: registered while > 0 */
     int threadsafe;
@@ -363,15 +390,24 @@ CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
         s->close_op = NULL;
         coro__io_submit(io, cl);
     }
+    if (op->code == CORO__OP_ACCEPT_MULTI) op->a.ms.on(op, res, 0); /* last: s is stale */
 }
 
 /* ---------------------------------------------------------------------- */
 /* io_uring                                                                */
 /* ---------------------------------------------------------------------- */
 
-/* user_data: the op's address; low bits tag what is not an op's own CQE. */
+/* user_data: the op's address; low bits tag what is not an op's own CQE,
+ * or a multishot's CQEs (several per SQE: IORING_CQE_F_MORE on all but
+ * the last, which alone ends the op and frees its in-flight slot). */
 #define CORO__UD_CANCEL 1u
 #define CORO__UD_WAKE 2u
+#define CORO__UD_MULTI 4u
+
+CORO_API uint64_t coro__uring_ud(const coro_io_op *op)
+{
+    return (uint64_t)(uintptr_t)op | (op->code == CORO__OP_ACCEPT_MULTI ? CORO__UD_MULTI : 0u);
+}
 
 CORO_API void coro__uring_prep(struct io_uring_sqe *sqe, coro_io_op *op)
 {
@@ -421,6 +457,9 @@ CORO_API void coro__uring_prep(struct io_uring_sqe *sqe, coro_io_op *op)
         break;
     case CORO__OP_SHUTDOWN: io_uring_prep_shutdown(sqe, op->fd, op->a.shut.how); break;
     case CORO__OP_POLL: io_uring_prep_poll_add(sqe, op->fd, op->a.poll.events); break;
+    case CORO__OP_ACCEPT_MULTI: /* no address: the kernel would share it across shots */
+        io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
     default: io_uring_prep_nop(sqe); break;
     }
 }
@@ -470,7 +509,7 @@ CORO_API int coro__uring_try(coro_io *io, coro_io_op *op)
     struct io_uring_sqe *sqe = coro__uring_sqe(io);
     if (!sqe) return -1;
     if (op->state == CORO__IO_CANCEL_QUEUED) {
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+        io_uring_prep_cancel64(sqe, coro__uring_ud(op), 0);
         io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | CORO__UD_CANCEL);
         op->state = CORO__IO_CANCELLING;
         io->stats.cancels++;
@@ -481,7 +520,7 @@ CORO_API int coro__uring_try(coro_io *io, coro_io_op *op)
         io->stats.cancels++;
     } else {
         coro__uring_prep(sqe, op);
-        io_uring_sqe_set_data(sqe, op);
+        io_uring_sqe_set_data64(sqe, coro__uring_ud(op));
         op->state = CORO__IO_INFLIGHT;
         io->stats.submitted++;
     }
@@ -533,6 +572,19 @@ CORO_API void coro__uring_arm_wake(coro_io *io)
     io->wake_armed = 1;
 }
 
+/* A CQE of a multishot op: a result (F_MORE: more to come), or its last
+ * one, which may carry a result too (a multishot accept ends with an fd
+ * when the CQ had no room for it as a shot). */
+CORO_API void coro__uring_multishot(coro_io *io, coro_io_op *op, int res, unsigned flags)
+{
+    if (flags & IORING_CQE_F_MORE) {
+        op->a.ms.on(op, res, 1);
+        return;
+    }
+    if (res >= 0) op->a.ms.on(op, res, 1);
+    coro__io_finish(io, op, res < 0 ? res : 0); /* then on(op, res, 0) */
+}
+
 /* Reaps every CQE that is there. */
 CORO_API void coro__uring_reap(coro_io *io)
 {
@@ -542,16 +594,51 @@ CORO_API void coro__uring_reap(coro_io *io)
     {
         uint64_t ud = cqe->user_data;
         n++;
-        io->inflight--;
+        if (!(cqe->flags & IORING_CQE_F_MORE)) io->inflight--; /* a multishot goes on */
         if (ud & CORO__UD_WAKE) {
             CORO__IO_DEFINED(&io->wake_buf, sizeof io->wake_buf);
             io->wake_armed = 0;
             io->stats.wakes++;
+        } else if ((ud & CORO__UD_MULTI) && !(ud & CORO__UD_CANCEL)) {
+            coro__uring_multishot(io, (coro_io_op *)(uintptr_t)(ud & ~(uint64_t)CORO__UD_MULTI),
+                                  cqe->res, cqe->flags);
         } else if (!(ud & CORO__UD_CANCEL) && ud) {
             coro__io_finish(io, (coro_io_op *)(uintptr_t)ud, cqe->res);
         }
     }
     io_uring_cq_advance(&io->ring, n);
+}
+
+/* Under valgrind, before a wait in io_uring_enter while other threads may
+ * post to this loop (pool jobs out, threadsafe mode): valgrind runs one
+ * thread at a time and keeps running this one through the wait, so a
+ * worker woken for a job would only get to run after it. sched_yield is
+ * a call valgrind lets them run in. */
+CORO_API void coro__valgrind_yield(coro_io *io)
+{
+    if (io->wait_cap >= 0 && io->inbox_users) sched_yield();
+}
+
+/* Before the loop sleeps while pool jobs are out: watches for up to
+ * CORO_POOL_SPIN_NS for a job to come back (or a completion) and returns 1
+ * if one did, so that a task awaiting to_thread after to_thread is not
+ * woken through the kernel each time. Submissions go out first. */
+CORO_API int coro__uring_spin(coro_io *io)
+{
+    struct timespec t0, t;
+    if (CORO_POOL_SPIN_NS <= 0 || io->wait_cap >= 0 || /* not under valgrind */
+        io->inbox_users <= (unsigned)io->threadsafe)
+        return 0;
+    io_uring_submit(&io->ring);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&io->inbox, __ATOMIC_RELAXED) || io_uring_cq_ready(&io->ring))
+            return 1;
+        if (i % 64) continue;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > CORO_POOL_SPIN_NS)
+            return 0;
+    }
 }
 
 CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
@@ -568,6 +655,8 @@ CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
     if (!io->inflight && io->pending.next != &io->pending) /* held back (a hook): retry */
         timeout = 0;
     if (io->wait_cap >= 0 && (timeout < 0 || timeout > io->wait_cap)) timeout = io->wait_cap;
+    if (timeout != 0) coro__valgrind_yield(io);
+    if (timeout != 0 && coro__uring_spin(io)) timeout = 0;
     io->stats.enters++;
     if (io->enter_fault && (rc = io->enter_fault(io->fault_arg)) < 0) {
         /* counted below with the kernel's own -EBUSY / -EAGAIN / -EINTR */
@@ -1136,6 +1225,40 @@ CORO_API coro_waitable *coro_accept(coro_io_op *op, coro_loop *L, int fd,
     return coro__io_start(op);
 }
 
+/* Does the ring take multishot accepts? Probed once per ring: they came
+ * with kernel 5.19, as IORING_OP_SOCKET did (the probe lists opcodes, not
+ * flags). 0 on epoll. */
+CORO_API int coro__accept_multi_ok(coro_io *io)
+{
+    if (io->kind != CORO_IO_URING) return 0;
+    if (!io->accept_multi) {
+        struct io_uring_probe *p = io_uring_get_probe_ring(&io->ring);
+        io->accept_multi = p && io_uring_opcode_supported(p, IORING_OP_SOCKET) ? 1 : -1;
+        if (p) io_uring_free_probe(p);
+    }
+    return io->accept_multi > 0;
+}
+
+/* Arms a multishot accept on the listener fd (io_uring only): one SQE,
+ * then on(op, fd, 1) for each connection (the fd is on's: non-blocking,
+ * close-on-exec) and on(op, res, 0) once when it ends (0: the kernel ended
+ * it, arm it again; or -errno, -ECANCELED after coro__io_cancel). No task
+ * awaits op: the caller keeps it alive until on(op, res, 0). */
+CORO_API void coro__accept_multi(coro_io_op *op, coro_loop *L, int fd,
+                                 void (*on)(coro_io_op *op, int res, int more))
+{
+    coro__io_op(op, L, CORO__OP_ACCEPT_MULTI, fd);
+    op->a.ms.on = on;
+    if (fd < 0 || (fd < op->io->nfds && op->io->fds[fd].closing)) { /* refused: not started */
+        op->state = CORO__IO_DONE;
+        on(op, -EBADF, 0);
+        return;
+    }
+    op->io->internal++; /* the library's own: the running task's cancellation is not its */
+    coro__io_start(op);
+    op->io->internal--;
+}
+
 /* recv(2): c->rc = bytes (0: the peer closed its side). */
 CORO_API coro_waitable *coro_recv(coro_io_op *op, coro_loop *L, int fd, void *buf,
                                   size_t n, int flags)
@@ -1213,12 +1336,14 @@ CORO_API void coro__io_wake(coro_backend *b)
 }
 
 CORO_API void coro__io_close_pool(coro_io *io);
+CORO_API void coro__inbox_quiesce(coro_io *io);
 
 CORO_API void coro__io_close(coro_backend *b, coro_loop *L)
 {
     coro_io *io = (coro_io *)(void *)b;
     (void)L;
     coro__io_close_pool(io);
+    coro__inbox_quiesce(io);
     if (io->kind == CORO_IO_URING)
         io_uring_queue_exit(&io->ring);
     else if (io->epfd >= 0)
@@ -1285,7 +1410,8 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
         io->base.poll = coro__uring_poll;
         io->max_inflight = cfg && cfg->max_inflight ? cfg->max_inflight : io->cq_entries;
         /* valgrind holds signals while a thread sits in io_uring_enter (it
-         * does not know the call blocks): wake up now and then under it. */
+         * does not know the call blocks): wake up now and then under it.
+         * It holds the other threads too: see coro__valgrind_yield. */
         io->wait_cap = CORO__IO_VALGRIND() ? 10000000 : -1;
     } else if ((rc == -EPERM || rc == -ENOSYS) && want != CORO_IO_URING) {
         io->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1319,7 +1445,10 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
  * coro_tfuture_* calls, coro_signal_raise (coro_loop.h), and the worker
  * side of the thread pool (internal). Each goes through the loop's inbox:
  * a lock-free stack of caller-owned coro_remote records that the loop
- * drains on its own thread, woken through its backend (an eventfd). */
+ * drains on its own thread, woken through its backend (an eventfd).
+ * The loop may be closed (and freed) as soon as it has handled the last
+ * message: coro_loop_close waits for posts still under way. Posting to a
+ * closed loop is an error. */
 
 CORO_API void coro__inbox_drain(coro_loop *L, void *arg);
 
@@ -1343,12 +1472,22 @@ CORO_API void coro__inbox_use(coro_io *io, int delta)
  * post finds it empty again. */
 CORO_API void coro__inbox_post(coro_io *io, coro_remote *r)
 {
+    __atomic_add_fetch(&io->posting, 1u, __ATOMIC_SEQ_CST);
     coro_remote *head = __atomic_load_n(&io->inbox, __ATOMIC_RELAXED);
     do {
         r->next = head;
     } while (!__atomic_compare_exchange_n(&io->inbox, &head, r, 1, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
     if (!head) coro_signal_raise(&io->inbox_signal);
+    __atomic_sub_fetch(&io->posting, 1u, __ATOMIC_RELEASE); /* io may be gone after */
+}
+
+/* At close (loop thread): the loop may have handled a message before its
+ * poster left coro_signal_raise (which reads the loop and writes the
+ * wake fd); wait for it to leave before the fd and the memory go. */
+CORO_API void coro__inbox_quiesce(coro_io *io)
+{
+    while (__atomic_load_n(&io->posting, __ATOMIC_ACQUIRE)) sched_yield();
 }
 
 /* The inbox's signal callback: runs every posted record, oldest first. */
@@ -1525,14 +1664,18 @@ CORO_API void coro_tfuture_destroy(coro_tfuture *tf)
  * caller-owned job records in FIFO order. A job's completion is posted to
  * its loop's inbox. asyncio's rules: cancelling a job that has not started
  * removes it (it never runs); a running job is not interrupted and its
- * result is discarded - in C the await then ends when the function
- * returns, because the record lives in the awaiting frame. */
+ * result is discarded - in C the await then ends, with CORO_ECANCELED,
+ * only once the function returned and the worker let go of the record,
+ * because the record lives in the awaiting frame. Like asyncio's
+ * executor, a job starts a new worker unless an idle one is left for it. */
 struct coro_pool {
     pthread_mutex_t mu;
     pthread_cond_t work;
     coro__link queue;
     pthread_t *threads;
-    unsigned nthreads, started, idle;
+    unsigned nthreads, started;
+    unsigned idle, queued; /* workers waiting for a job; jobs waiting for one */
+    unsigned sleeping;     /* idle workers asleep on `work` (not spinning) */
     int stopping;
 };
 
@@ -1586,23 +1729,58 @@ CORO_API void coro__work_back(coro_loop *L, coro_remote *r)
     coro__inbox_use(io, -1);
 }
 
+/* Takes a queued job off the queue (under mu), into `state`. */
+CORO_API void coro__pool_take(coro_pool *p, coro_work *j, uint8_t state)
+{
+    coro__link_del(&j->link);
+    __atomic_store_n(&p->queued, p->queued - 1, __ATOMIC_RELAXED);
+    j->state = state;
+}
+
+/* Watches p->queued without the lock for up to CORO_POOL_SPIN_NS (called
+ * and returns with mu unlocked). */
+CORO_API void coro__pool_spin(coro_pool *p)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&p->queued, __ATOMIC_ACQUIRE) ||
+            __atomic_load_n(&p->stopping, __ATOMIC_RELAXED))
+            return;
+        if (i % 64) continue;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > CORO_POOL_SPIN_NS)
+            return;
+    }
+}
+
 CORO_API void *coro__pool_worker(void *arg)
 {
     coro_pool *p = (coro_pool *)arg;
+    int spin = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->queue.next == &p->queue && !p->stopping) {
             p->idle++;
-            pthread_cond_wait(&p->work, &p->mu);
+            if (spin) { /* just finished a job: another may follow at once */
+                pthread_mutex_unlock(&p->mu);
+                coro__pool_spin(p);
+                pthread_mutex_lock(&p->mu);
+                spin = 0;
+            } else {
+                p->sleeping++;
+                pthread_cond_wait(&p->work, &p->mu);
+                p->sleeping--;
+            }
             p->idle--;
         }
         if (p->queue.next == &p->queue) break; /* stopping, nothing left */
         coro_work *j = CORO__CONTAINER(coro_work, link, p->queue.next);
-        coro__link_del(&j->link);
-        j->state = CORO__WORK_RUNNING;
+        coro__pool_take(p, j, CORO__WORK_RUNNING);
         pthread_mutex_unlock(&p->mu);
         j->result = j->fn(j->arg);
         coro__inbox_post(j->io, &j->r); /* the last touch of the record */
+        spin = CORO_POOL_SPIN_NS > 0;
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -1617,10 +1795,7 @@ CORO_API int coro__work_cancel(coro_loop *L, coro_waitable *w)
     coro_pool *p = j->pool;
     pthread_mutex_lock(&p->mu);
     int queued = j->state == CORO__WORK_QUEUED;
-    if (queued) {
-        coro__link_del(&j->link);
-        j->state = CORO__WORK_DROPPED;
-    }
+    if (queued) coro__pool_take(p, j, CORO__WORK_DROPPED);
     pthread_mutex_unlock(&p->mu);
     if (!queued) return 0;
     coro__future_finish(L, &j->w.fut, CORO_FUTURE_ERROR, CORO_ECANCELED);
@@ -1647,7 +1822,9 @@ CORO_API coro_waitable *coro_run_in_executor(coro_work *j, coro_loop *L, coro_po
     if (p->stopping) {
         rc = CORO_ESHUTDOWN;
     } else {
-        if (!p->idle && p->started < p->nthreads) { /* one more worker */
+        /* Each idle worker is owed the jobs queued before this one (it has
+         * not woken up yet): one more worker unless one is left over. */
+        if (p->idle <= p->queued && p->started < p->nthreads) {
             rc = -pthread_create(&p->threads[p->started], NULL, coro__pool_worker, p);
             if (rc == 0) p->started++;
             else if (p->started) rc = 0; /* the others will get to it */
@@ -1655,10 +1832,12 @@ CORO_API coro_waitable *coro_run_in_executor(coro_work *j, coro_loop *L, coro_po
         if (rc == 0) {
             j->state = CORO__WORK_QUEUED;
             coro__link_add(&p->queue, &j->link);
-            pthread_cond_signal(&p->work);
+            __atomic_store_n(&p->queued, p->queued + 1, __ATOMIC_RELEASE);
         }
     }
+    int wake = rc == 0 && p->sleeping > 0;
     pthread_mutex_unlock(&p->mu);
+    if (wake) pthread_cond_signal(&p->work); /* unlocked: the woken one can take mu */
     if (rc < 0)
         coro__future_finish(L, &j->w.fut, CORO_FUTURE_ERROR, rc);
     else
@@ -1674,11 +1853,10 @@ CORO_API int coro_pool_shutdown(coro_pool *p, int64_t timeout_ns)
 {
     struct timespec until;
     pthread_mutex_lock(&p->mu);
-    p->stopping = 1;
+    __atomic_store_n(&p->stopping, 1, __ATOMIC_RELAXED); /* read by spinning workers */
     while (p->queue.next != &p->queue) {
         coro_work *j = CORO__CONTAINER(coro_work, link, p->queue.next);
-        coro__link_del(&j->link);
-        j->state = CORO__WORK_DROPPED;
+        coro__pool_take(p, j, CORO__WORK_DROPPED);
         coro__inbox_post(j->io, &j->r);
     }
     pthread_cond_broadcast(&p->work);
@@ -1746,10 +1924,15 @@ CORO_API void coro__io_close_pool(coro_io *io)
  * never blocks: writes are buffered (the buffer grows) and sent one send
  * at a time, in order, short sends completed; drain() waits while more
  * than the high-water mark is buffered, until it is below the low mark.
+ * A failed send (the connection is lost) drops the queue and closes the
+ * stream, as asyncio's transport does; the reader then fails with that
+ * error.
  * Allocates its two buffers (coro_stream_init); coro_stream_free releases
  * them once the stream is closed.
  * Cancel-safety: a cancelled read loses nothing (bytes that arrived stay
- * buffered for the next read); a cancelled drain leaves the data queued. */
+ * buffered for the next read, and so do those a readexactly or read(-1)
+ * had already moved to its output: the buffer grows for them); a
+ * cancelled drain leaves the data queued. */
 typedef struct coro_stream {
     coro_loop *loop;
     int fd;
@@ -1773,6 +1956,11 @@ typedef struct coro_stream {
 } coro_stream;
 
 #define CORO_STREAM_LIMIT 65536 /* asyncio's default limit */
+/* The read buffer starts this big and doubles when a recv finds it full,
+ * up to 2 * limit: an idle connection costs 16 KiB, not 128. */
+#ifndef CORO_STREAM_RBUF0
+#define CORO_STREAM_RBUF0 16384
+#endif
 
 /* Wraps a connected, non-blocking socket. limit 0: 64 KiB. Returns 0,
  * CORO_EINVAL or -ENOMEM. The stream owns fd from now on. */
@@ -1782,7 +1970,7 @@ CORO_API int coro_stream_init(coro_stream *s, coro_loop *L, int fd, size_t limit
     s->loop = L;
     s->fd = fd;
     s->limit = limit ? limit : CORO_STREAM_LIMIT;
-    s->rcap = 2 * s->limit;
+    s->rcap = 2 * s->limit < CORO_STREAM_RBUF0 ? 2 * s->limit : CORO_STREAM_RBUF0;
     s->rbuf = (unsigned char *)malloc(s->rcap);
     s->high = s->limit;
     s->low = s->limit / 4;
@@ -1813,10 +2001,13 @@ CORO_API int coro_stream_at_eof(const coro_stream *s)
     return s->eof && s->rend == s->rstart;
 }
 
-/* asyncio's set_exception(): later reads fail with err. */
+/* asyncio's set_exception(): the read waiting for data fails with err at
+ * once (its recv is cancelled; bytes it still receives stay buffered), and
+ * so does every later read. */
 CORO_API void coro_stream_set_error(coro_stream *s, int err)
 {
     s->rerr = err;
+    if (err < 0 && s->rbusy) coro__io_cancel(s->loop, &s->rop.w);
 }
 
 /* Unsent bytes (asyncio's transport.get_write_buffer_size()). */
@@ -1839,9 +2030,14 @@ typedef struct coro_stream_op {
     size_t cap, n, got, offset;
     const unsigned char *sep;
     size_t seplen;
-    int kind;
+    int kind, ncancel;
     coro_event_op ev;
 } coro_stream_op;
+
+#define CORO__SR_READ 1
+#define CORO__SR_EXACTLY 2
+#define CORO__SR_UNTIL 3
+#define CORO__SR_LINE 4
 
 /* Makes room at the end of the read buffer (moves what is buffered to
  * the front). */
@@ -1853,43 +2049,131 @@ CORO_API void coro__stream_compact(coro_stream *s)
     s->rstart = 0;
 }
 
-/* Takes up to n buffered bytes into out. */
+/* Doubles a full read buffer, up to 2 * limit. 0, CORO_ELIMIT (it is
+ * that big already) or -ENOMEM. */
+CORO_API int coro__stream_grow(coro_stream *s)
+{
+    if (s->rcap >= 2 * s->limit) return CORO_ELIMIT;
+    size_t cap = 2 * s->rcap < 2 * s->limit ? 2 * s->rcap : 2 * s->limit;
+    unsigned char *nb = (unsigned char *)realloc(s->rbuf, cap);
+    if (!nb) return -ENOMEM;
+    s->rbuf = nb;
+    s->rcap = cap;
+    return 0;
+}
+
+/* Back to the usual 2 * limit once empty, after a give-back grew it. */
+CORO_API void coro__stream_shrink(coro_stream *s)
+{
+    unsigned char *nb = (unsigned char *)realloc(s->rbuf, 2 * s->limit);
+    if (!nb) return;
+    s->rbuf = nb;
+    s->rcap = 2 * s->limit;
+}
+
+/* Takes up to n buffered bytes into out. While a recv is in flight it
+ * writes at rend: nothing moves then. */
 CORO_API size_t coro__stream_take(coro_stream *s, unsigned char *out, size_t n)
 {
     size_t have = s->rend - s->rstart;
     if (n > have) n = have;
-    if (out) memcpy(out, s->rbuf + s->rstart, n);
+    if (out && n) memcpy(out, s->rbuf + s->rstart, n);
     s->rstart += n;
-    if (s->rstart == s->rend) s->rstart = s->rend = 0;
+    if (s->rstart == s->rend && !s->rbusy) {
+        s->rstart = s->rend = 0;
+        if (s->rcap > 2 * s->limit) coro__stream_shrink(s);
+    }
     return n;
+}
+
+/* Puts n bytes back in front of the buffered ones, growing the buffer if
+ * it must. 0, or -ENOMEM. (While a recv is in flight the bytes were taken
+ * in this same step, so they fit where they came from.) */
+CORO_API int coro__stream_unread(coro_stream *s, const unsigned char *p, size_t n)
+{
+    size_t have = s->rend - s->rstart;
+    if (s->rstart >= n) {
+        s->rstart -= n;
+        if (n) memcpy(s->rbuf + s->rstart, p, n);
+        return 0;
+    }
+    if (s->rbusy) return -ENOMEM; /* cannot happen (see above) */
+    if (have + n > s->rcap) {
+        unsigned char *nb = (unsigned char *)realloc(s->rbuf, have + n);
+        if (!nb) return -ENOMEM;
+        s->rbuf = nb;
+        s->rcap = have + n;
+    }
+    memmove(s->rbuf + n, s->rbuf + s->rstart, have);
+    memcpy(s->rbuf, p, n);
+    s->rstart = 0;
+    s->rend = have + n;
+    return 0;
+}
+
+/* A read that ends without its data (cancelled, or refused because
+ * another reader waits) gives back what it had taken into out: readexactly
+ * and read(-1) lose nothing. Returns err. */
+CORO_API int coro__stream_giveback(coro_stream_op *op, int err)
+{
+    if (op->kind == CORO__SR_EXACTLY || op->kind == CORO__SR_READ) {
+        if (coro__stream_unread(op->s, op->out, op->got) < 0)
+            op->s->rerr = CORO_ENOMEM; /* lost: later reads say so */
+        op->got = 0;
+    }
+    return err;
+}
+
+/* asyncio's connection_lost for the reader: EOF after a clean close, the
+ * error after a lost connection. */
+CORO_API void coro__stream_feed_end(coro_stream *s)
+{
+    if (s->rerr || s->eof) return;
+    if (s->werr)
+        s->rerr = s->werr;
+    else
+        s->eof = 1;
+}
+
+/* The outcome of a fill's recv: bytes buffered, EOF or an error noted.
+ * Returns 0 to go on, or what the read fails with. ncancel: the task's
+ * cancelling() count before the recv, to tell its own cancellation from
+ * the recv cancelled by coro_stream_set_error. */
+CORO_API int coro__stream_filled(coro_stream_op *op, coro_task *t, int rc)
+{
+    coro_stream *s = op->s;
+    if (rc == CORO_ECANCELED && (!s->rerr || (t && coro_task_cancelling(t) != op->ncancel)))
+        return coro__stream_giveback(op, CORO_ECANCELED);
+    if (rc == -EBADF && s->closing)
+        coro__stream_feed_end(s); /* closed under the read by close() */
+    else if (rc == CORO_ECANCELED)
+        ; /* coro_stream_set_error woke the read: rerr says it */
+    else if (rc < 0)
+        s->rerr = rc; /* connection lost: set_exception */
+    else if (rc == 0)
+        s->eof = 1;
+    else
+        s->rend += (size_t)rc;
+    return s->rerr;
 }
 
 /* asyncio's _wait_for_data, pulled: one recv into the free space. Inside a
  * reader body only (uses op and c). */
 #define CORO__STREAM_FILL(c, op)                                               \
     do {                                                                       \
-        if ((op)->s->rbusy) CORO_FAIL(c, CORO_EBUSY);                          \
+        if ((op)->s->rbusy) CORO_FAIL(c, coro__stream_giveback(op, CORO_EBUSY)); \
         coro__stream_compact((op)->s);                                         \
-        if ((op)->s->rend == (op)->s->rcap) CORO_FAIL(c, CORO_ELIMIT);         \
+        if ((op)->s->rend == (op)->s->rcap && ((c)->rc = coro__stream_grow((op)->s))) \
+            CORO_FAIL(c, (c)->rc);                                             \
         (op)->s->rbusy = 1;                                                    \
+        (op)->ncancel = (c)->task ? coro_task_cancelling((c)->task) : 0;       \
         CORO_IO(c, coro_recv(&(op)->s->rop, (op)->s->loop, (op)->s->fd,        \
                              (op)->s->rbuf + (op)->s->rend,                    \
                              (op)->s->rcap - (op)->s->rend, 0));               \
         (op)->s->rbusy = 0;                                                    \
-        if ((c)->rc == CORO_ECANCELED) CORO_FAIL(c, CORO_ECANCELED);           \
-        if ((c)->rc < 0)                                                       \
-            (op)->s->rerr = (c)->rc; /* connection lost: set_exception */      \
-        else if ((c)->rc == 0)                                                 \
-            (op)->s->eof = 1;                                                  \
-        else                                                                   \
-            (op)->s->rend += (size_t)(c)->rc;                                  \
-        if ((op)->s->rerr) CORO_FAIL(c, (op)->s->rerr);                        \
+        (c)->rc = coro__stream_filled(op, (c)->task, (c)->rc);                 \
+        if ((c)->rc < 0) CORO_FAIL(c, (c)->rc);                                \
     } while (0)
-
-#define CORO__SR_READ 1
-#define CORO__SR_EXACTLY 2
-#define CORO__SR_UNTIL 3
-#define CORO__SR_LINE 4
 
 /* The offset of sep in the buffer from `from`, or -1. */
 CORO_API long coro__stream_find(const coro_stream *s, const unsigned char *sep, size_t seplen,
@@ -1900,6 +2184,17 @@ CORO_API long coro__stream_find(const coro_stream *s, const unsigned char *sep, 
     for (size_t i = from; i + seplen <= len; i++)
         if (b[i] == sep[0] && !memcmp(b + i, sep, seplen)) return (long)i;
     return -1;
+}
+
+#include <sys/ioctl.h>
+
+/* The bytes that arrived on the socket and were not received yet (0 if it
+ * cannot tell). */
+CORO_API size_t coro__stream_pending(const coro_stream *s)
+{
+    int n = 0;
+    if (s->fd < 0 || ioctl(s->fd, FIONREAD, &n) < 0 || n < 0) return 0;
+    return (size_t)n;
 }
 
 CORO_API int coro__stream_read_fn(coro_ctx *c)
@@ -1923,21 +2218,17 @@ CORO_API int coro__stream_read_fn(coro_ctx *c)
         if (s->rend == s->rstart && !s->eof) CORO__STREAM_FILL(c, op);
         CORO_RETURN(c, (int)coro__stream_take(s, op->out, op->n));
     }
-    if (op->kind == CORO__SR_EXACTLY) {
-        while (coro_stream_buffered(s) < op->n) {
+    if (op->kind == CORO__SR_EXACTLY) { /* op->got bytes are in out already */
+        while (coro_stream_buffered(s) < op->n - op->got) {
             if (s->eof) { /* IncompleteReadError(partial, expected) */
-                op->got = coro__stream_take(s, op->out, op->n);
+                op->got += coro__stream_take(s, op->out + op->got, op->n - op->got);
                 CORO_FAIL(c, CORO_EINCOMPLETE);
             }
-            if (coro_stream_buffered(s) + (s->rcap - s->rend) + s->rstart == 0 ||
-                s->rend == s->rcap) { /* more than the buffer holds: hand it over */
-                op->got += coro__stream_take(s, op->out + op->got, op->n - op->got);
-                op->n -= op->got;
-                op->out += op->got;
-            }
+            if (coro_stream_buffered(s) == s->rcap) /* n is more than it holds */
+                op->got += coro__stream_take(s, op->out + op->got, s->rcap);
             CORO__STREAM_FILL(c, op);
         }
-        op->got += coro__stream_take(s, op->out, op->n);
+        op->got += coro__stream_take(s, op->out + op->got, op->n - op->got);
         CORO_RETURN(c, (int)op->got);
     }
     /* readuntil / readline, as asyncio's readuntil */
@@ -1965,12 +2256,26 @@ CORO_API int coro__stream_read_fn(coro_ctx *c)
     }
     CORO_RETURN(c, (int)coro__stream_take(s, op->out, (size_t)isep + op->seplen));
 limit:
-    if (op->kind == CORO__SR_LINE) { /* readline drops the over-long line */
-        if (op->got + op->seplen <= coro_stream_buffered(s) &&
-            !memcmp(s->rbuf + s->rstart + op->got, op->sep, op->seplen))
-            coro__stream_take(s, NULL, op->got + op->seplen);
-        else
-            coro__stream_take(s, NULL, coro_stream_buffered(s));
+    if (op->kind != CORO__SR_LINE) CORO_FAIL(c, CORO_ELIMIT);
+    /* readline drops the over-long line: through its separator if that is
+     * here, else all that has arrived, including what the socket still
+     * holds (asyncio, whose buffer has no cap, would hold it too). */
+    if (op->got + op->seplen <= coro_stream_buffered(s) &&
+        !memcmp(s->rbuf + s->rstart + op->got, op->sep, op->seplen)) {
+        coro__stream_take(s, NULL, op->got + op->seplen);
+        CORO_FAIL(c, CORO_ELIMIT);
+    }
+    op->n = coro__stream_pending(s); /* op->n: what is left to drop */
+    coro__stream_take(s, NULL, coro_stream_buffered(s));
+    while (op->n && !s->eof) {
+        CORO__STREAM_FILL(c, op);
+        op->n -= coro_stream_buffered(s) < op->n ? coro_stream_buffered(s) : op->n;
+        isep = coro__stream_find(s, op->sep, op->seplen, 0);
+        if (isep >= 0) { /* the rest of the line ends here */
+            coro__stream_take(s, NULL, (size_t)isep + op->seplen);
+            break;
+        }
+        coro__stream_take(s, NULL, coro_stream_buffered(s));
     }
     CORO_FAIL(c, CORO_ELIMIT);
     CORO_END(c);
@@ -1996,8 +2301,9 @@ CORO_API coro_frame *coro_stream_read(coro_stream_op *op, coro_stream *s, void *
     return coro__stream_op(op, s, CORO__SR_READ, out, cap, n == (size_t)-1 ? n : (n < cap ? n : cap));
 }
 
-/* readexactly(n): n bytes, or CORO_EINCOMPLETE with op->got bytes (the
- * partial read) in out when the stream ends first. */
+/* readexactly(n): n bytes into out (n may exceed the read buffer), or
+ * CORO_EINCOMPLETE with op->got bytes (the partial read) in out when the
+ * stream ends first. */
 CORO_API coro_frame *coro_stream_readexactly(coro_stream_op *op, coro_stream *s, void *out,
                                              size_t n)
 {
@@ -2024,8 +2330,10 @@ CORO_API coro_frame *coro_stream_readuntil(coro_stream_op *op, coro_stream *s, c
 }
 
 /* readline(): a line with its '\n'; at the end of stream the partial line
- * (or 0 bytes); CORO_ELIMIT if longer than the limit (the line is dropped,
- * as asyncio does). out must hold limit + 1 bytes. */
+ * (or 0 bytes); CORO_ELIMIT if longer than the limit: as asyncio does,
+ * the line is dropped through its '\n' if that arrived, else all that
+ * arrived is (what the socket holds beyond the buffer too). out must hold
+ * limit + 1 bytes. */
 CORO_API coro_frame *coro_stream_readline(coro_stream_op *op, coro_stream *s, void *out,
                                           size_t cap)
 {
@@ -2050,6 +2358,7 @@ CORO_API void coro__stream_closed(coro_loop *L, void *arg)
     coro_stream *s = (coro_stream *)arg;
     s->closed = 1;
     s->fd = -1;
+    coro__stream_feed_end(s);
     if (!coro_future_done(&s->closed_fut)) coro_future_set_result(L, &s->closed_fut, 0);
     coro_event_set(L, &s->closed_ev);
     if (s->on_closed) s->on_closed(L, s->on_closed_arg); /* may free s: last */
@@ -2063,9 +2372,10 @@ CORO_API void coro__stream_sent(coro_loop *L, void *arg)
     s->sending = 0;
     free(s->wold);
     s->wold = NULL;
-    if (rc < 0) { /* connection lost: drop what is queued */
+    if (rc < 0) { /* connection lost: drop what is queued, close (_force_close) */
         s->werr = rc == -EBADF ? -ECONNRESET : rc;
         s->wstart = s->wend = 0;
+        if (!s->closing) s->closing = 1;
         coro__stream_wake_drainers(s);
     } else {
         s->wstart += (size_t)rc;
@@ -2134,6 +2444,7 @@ CORO_API int coro__stream_room(coro_stream *s, size_t n)
  * fails, as asyncio does. Returns 0 or -ENOMEM. */
 CORO_API int coro_stream_write(coro_stream *s, const void *data, size_t n)
 {
+    if (!n) return 0; /* asyncio: write(b'') does nothing, even then */
     if (s->closing || s->closed || s->werr) {
         s->lost++;
         return 0;
@@ -2153,7 +2464,9 @@ CORO_API void coro_stream_write_eof(coro_stream *s)
 }
 
 /* close(): is_closing() at once; what is queued is sent, then the fd is
- * closed (a read in progress ends with -EBADF). wait_closed() waits for it. */
+ * closed and the reader is at EOF (asyncio's connection_lost(None)): a
+ * read in progress ends as at the end of the stream (0, the partial line,
+ * CORO_EINCOMPLETE). wait_closed() waits for it. */
 CORO_API void coro_stream_close(coro_stream *s)
 {
     if (s->closing || s->closed) return;
@@ -2271,13 +2584,56 @@ struct coro_conn {
     /* the handler's frame follows (max_align_t aligned) */
 };
 
+/* Fds a multishot accept delivered that the acceptor has not served yet:
+ * a ring of CORO_ACCEPT_QUEUE, then, for a burst bigger than that in one
+ * batch of completions, a FIFO linked through the fd table (which has a
+ * slot for every fd anyway). No allocation per connection, no fd dropped,
+ * and the multishot stays armed. */
+#ifndef CORO_ACCEPT_QUEUE
+#define CORO_ACCEPT_QUEUE 32
+#endif
+
+typedef struct coro__accq {
+    int ring[CORO_ACCEPT_QUEUE];
+    unsigned head, n;
+    int spill_head, spill_tail; /* the FIFO: coro__fdslot.accq_next links it */
+    unsigned nspill;
+} coro__accq;
+
+/* The acceptor task's frame. Single-shot (epoll, or a kernel without
+ * multishot accept): one accept op per connection. Multishot: op is armed
+ * once, its CQEs fill q, and the task waits on `next` while q is empty.
+ * Counters (tests, tuning): arms = accept SQEs (single-shot: one per
+ * connection; multishot: one per arming), shots = fds delivered by
+ * multishot CQEs, spills = those that found the ring full. */
 typedef struct coro__acceptor {
     coro_frame co;
     coro_server *srv;
-    coro_io_op op;
+    coro_io_op op;      /* the accept or the multishot; then the listener's close */
+    coro_waitable next; /* multishot: settled by a shot or by the end */
+    coro__accq q;
+    int armed, ended, end; /* end: how the last multishot ended (0 or -errno) */
+    int cancelled;         /* the task was cancelled while it waited on next */
+    unsigned got;          /* fds the current arming delivered */
+    unsigned arms, shots, spills;
 } coro__acceptor;
 
-/* asyncio's Server: start_server's listener and its connections. */
+/* asyncio's Server: start_server's listener and its connections.
+ *
+ * ACCEPTING. epoll, or io_uring without multishot accept: one accept at a
+ * time, as asyncio's loop does. io_uring with it: the acceptor arms one
+ * multishot accept; each CQE with IORING_CQE_F_MORE brings one fd, queued
+ * in the acceptor's ring (then the fd table: see coro__accq), and the
+ * acceptor serves the queue whenever it runs. The kernel ends the
+ * multishot with a CQE without F_MORE: on an error (per connection, or out
+ * of fds: the acceptor waits 10 ms), or when the CQ had no room for a shot
+ * (a burst bigger than the CQ; that last CQE carries the fd); the acceptor
+ * arms it again. -EINVAL before any fd means the kernel refused the flag:
+ * single-shot accepts from then on, on that ring.
+ * Closing: the multishot is cancelled; fds its CQEs bring after that are
+ * closed, never served, and the acceptor (so wait_closed) ends only after
+ * its last CQE. Limits: the fds queued are served in order but after the
+ * whole batch of CQEs they came in; one multishot per server. */
 struct coro_server {
     coro_loop *loop;
     int lfd, port;
@@ -2288,10 +2644,10 @@ struct coro_server {
     coro__acceptor acc;
     coro__link conns;
     unsigned nconns;
-    int closing, listening;
+    int closing, listening, own; /* own: the listener is ours alone */
     coro_future closed;
-    coro_io_op cop;
-    coro_call ccb;
+    coro_event closed_ev; /* wait_closed() waits on it */
+    coro_call acb, ccb;   /* the acceptor's end; the listener's close */
 };
 
 CORO_API coro_conn *coro__conn_of(coro__link *l)
@@ -2315,8 +2671,9 @@ CORO_API void *coro_conn_frame(coro_conn *conn)
 
 CORO_API void coro__server_check_closed(coro_server *srv)
 {
-    if (srv->closing && !srv->listening && !srv->nconns && !coro_future_done(&srv->closed))
-        coro_future_set_result(srv->loop, &srv->closed, 0);
+    if (!srv->closing || srv->listening || srv->nconns) return;
+    if (!coro_future_done(&srv->closed)) coro_future_set_result(srv->loop, &srv->closed, 0);
+    coro_event_set(srv->loop, &srv->closed_ev);
 }
 
 /* The handler ended, or the stream is closed: when both, the connection
@@ -2380,26 +2737,182 @@ CORO_API void coro__listener_closed(coro_loop *L, void *arg)
     coro__server_check_closed(srv);
 }
 
+/* An accepted fd: served, or closed if the server closed meanwhile (an
+ * accept that completed before its cancel: asyncio's close() would have
+ * reset it with the listener's backlog). */
+CORO_API void coro__server_accepted(coro_server *srv, int fd)
+{
+    if (!srv->closing) {
+        coro__server_conn(srv, fd);
+        return;
+    }
+    close(fd);
+    coro_io_forget(srv->loop, fd);
+}
+
+/* Queues an accepted fd for the acceptor (see coro__accq); -ENOMEM if the
+ * fd table could not grow for a burst bigger than the ring. */
+CORO_API int coro__accq_push(coro__acceptor *a, coro_io *io, int fd)
+{
+    coro__accq *q = &a->q;
+    coro__fdslot *s = coro__fdslot_of(io, fd); /* as for any accept: a socket */
+    if (s) s->kind = 1;
+    if (!q->nspill && q->n < CORO_ACCEPT_QUEUE) {
+        q->ring[(q->head + q->n++) % CORO_ACCEPT_QUEUE] = fd;
+        return 0;
+    }
+    if (!s) return -ENOMEM;
+    s->accq_next = -1;
+    if (q->nspill++)
+        io->fds[q->spill_tail].accq_next = fd;
+    else
+        q->spill_head = fd;
+    q->spill_tail = fd;
+    a->spills++;
+    return 0;
+}
+
+/* The oldest queued fd, or -1. */
+CORO_API int coro__accq_take(coro__accq *q, coro_io *io)
+{
+    int fd;
+    if (q->n) {
+        fd = q->ring[q->head];
+        q->head = (q->head + 1) % CORO_ACCEPT_QUEUE;
+        q->n--;
+        return fd;
+    }
+    if (!q->nspill) return -1;
+    fd = q->spill_head;
+    q->nspill--;
+    q->spill_head = io->fds[fd].accq_next;
+    return fd;
+}
+
+/* Wakes the acceptor if it waits on `next`: rc 0 (look at the queue and
+ * the multishot's state), or CORO_ECANCELED once a multishot it cancelled
+ * has ended. */
+CORO_API void coro__acceptor_wake(coro__acceptor *a, int rc)
+{
+    if (coro_future_done(&a->next.fut)) return; /* woken already, not yet run */
+    coro__future_finish(a->srv->loop, &a->next.fut, rc < 0 ? CORO_FUTURE_ERROR : CORO_FUTURE_RESULT,
+                        rc);
+}
+
+/* A CQE of the multishot accept (see coro__accept_multi). An fd that comes
+ * once the server is closing (its CQE was on the way when the cancel was
+ * asked) is closed here: nothing would ever serve it. */
+CORO_API void coro__acceptor_on(coro_io_op *op, int res, int more)
+{
+    coro__acceptor *a = CORO__CONTAINER(coro__acceptor, op, op);
+    coro_server *srv = a->srv;
+    if (!more) {
+        a->armed = 0;
+        a->ended = 1;
+        a->end = res;
+        coro__acceptor_wake(a, a->cancelled ? CORO_ECANCELED : 0);
+        return;
+    }
+    a->shots++;
+    a->got++;
+    if (!srv->closing && coro__accq_push(a, coro_io_of(srv->loop), res) == 0) {
+        coro__acceptor_wake(a, 0);
+        return;
+    }
+    close(res); /* out of memory (fd table): refused, as coro__server_conn would */
+    coro_io_forget(srv->loop, res);
+}
+
+/* The acceptor's wait on `next` is cancelled: the multishot is cancelled,
+ * and the wait ends when its last CQE came (accepted fds before it are
+ * served, or closed if the server is closing). */
+CORO_API int coro__acceptor_cancel(coro_loop *L, coro_waitable *w)
+{
+    coro__acceptor *a = CORO__CONTAINER(coro__acceptor, next, w);
+    a->cancelled = 1;
+    if (a->armed) coro__io_cancel(L, &a->op.w); /* not yet submitted: ends at once */
+    return coro_future_done(&w->fut) && coro_future_state(&w->fut) == CORO_FUTURE_ERROR;
+}
+
+CORO_API void coro__acceptor_arm(coro__acceptor *a)
+{
+    a->armed = 1;
+    a->got = 0;
+    a->arms++;
+    coro__accept_multi(&a->op, a->srv->loop, a->srv->lfd, coro__acceptor_on);
+}
+
+/* The multishot ended with a->end: 0 to arm it again, 1 to wait a little
+ * first (out of fds or memory: let connections end), -1 to stop. -EINVAL
+ * before any fd: the kernel refused the multishot flag (the probe was
+ * wrong): single-shot accepts from now on (they stop on -EINVAL too). */
+CORO_API int coro__acceptor_after(coro__acceptor *a)
+{
+    int e = a->end;
+    if (e == -EMFILE || e == -ENFILE || e == -ENOMEM) return 1;
+    if (e == -EINVAL && !a->got) {
+        coro_io_of(a->srv->loop)->accept_multi = -1;
+        return 0;
+    }
+    return e == -EBADF || e == -EINVAL ? -1 : 0; /* -ECANCELED not ours, 0, per connection */
+}
+
 CORO_API int coro__acceptor_fn(coro_ctx *c)
 {
     coro__acceptor *a = CORO_SELF(c, coro__acceptor);
     coro_server *srv = a->srv;
+    coro_io *io = coro_io_of(c->loop);
+    int fd, next;
     CORO_BEGIN(c);
-    while (!srv->closing) {
-        CORO_IO(c, coro_accept(&a->op, c->loop, srv->lfd, NULL, NULL));
-        if (c->rc >= 0) {
-            coro__server_conn(srv, c->rc); /* even if we are being cancelled */
-        } else if (c->rc == CORO_ECANCELED || c->rc == -EBADF || c->rc == -EINVAL) {
-            break;
-        } else if (c->rc == -EMFILE || c->rc == -ENFILE || c->rc == -ENOMEM) {
-            CORO_SLEEP(c, CORO_MS(10)); /* out of fds: let connections end */
-            CORO_CHECK(c);
+    while (!srv->closing && !a->cancelled) {
+        if ((fd = coro__accq_take(&a->q, io)) >= 0) {
+            coro__server_accepted(srv, fd);
+        } else if (a->ended) { /* the multishot ended: why? */
+            a->ended = 0;
+            if ((next = coro__acceptor_after(a)) < 0) break;
+            if (next > 0) {
+                CORO_SLEEP(c, CORO_MS(10));
+                CORO_CHECK(c);
+            }
+        } else if (a->armed || coro__accept_multi_ok(io)) {
+            if (!a->armed) coro__acceptor_arm(a);
+            if (!a->armed) { /* refused at once: no busy loop */
+                CORO_YIELD(c);
+                continue;
+            }
+            coro_future_init(&a->next.fut);
+            CORO_AWAIT_WAITABLE(c, &a->next);
+            if (c->rc == CORO_ECANCELED) break;
+        } else {
+            a->arms++;
+            CORO_IO(c, coro_accept(&a->op, c->loop, srv->lfd, NULL, NULL));
+            if (c->rc >= 0) {
+                coro__server_accepted(srv, c->rc); /* even if we are being cancelled */
+            } else if (c->rc == CORO_ECANCELED || c->rc == -EBADF || c->rc == -EINVAL) {
+                break;
+            } else if (c->rc == -EMFILE || c->rc == -ENFILE || c->rc == -ENOMEM) {
+                CORO_SLEEP(c, CORO_MS(10)); /* out of fds: let connections end */
+                CORO_CHECK(c);
+            }
         }
     }
-    CORO_FINALLY(c);
-    coro_future_add_done_callback(c->loop, &coro_close(&a->op, c->loop, srv->lfd)->fut, &srv->ccb,
-                                  coro__listener_closed, srv);
+    while (a->armed) { /* the multishot must not outlive the task: its last CQE */
+        coro__io_cancel(c->loop, &a->op.w);
+        if (!a->armed) break;
+        coro_future_init(&a->next.fut);
+        CORO_AWAIT_WAITABLE(c, &a->next);
+    }
+    while ((fd = coro__accq_take(&a->q, io)) >= 0) coro__server_accepted(srv, fd);
     CORO_END(c);
+}
+
+/* The acceptor ended (or was cancelled before it ever ran): no accept is
+ * in flight on the listener any more, so it is closed now. */
+CORO_API void coro__acceptor_done(coro_loop *L, void *arg)
+{
+    coro_server *srv = (coro_server *)arg;
+    coro_future_add_done_callback(L, &coro_close(&srv->acc.op, L, srv->lfd)->fut, &srv->ccb,
+                                  coro__listener_closed, srv);
 }
 
 /* A listening socket on host:port (numeric; NULL: any IPv4), non-blocking,
@@ -2438,13 +2951,18 @@ CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_
     srv->limit = limit;
     coro__link_init(&srv->conns);
     coro_future_init(&srv->closed);
+    coro_event_init(&srv->closed_ev);
     srv->lfd = lfd;
     if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0) return -errno;
     srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)(void *)&ss)->sin_port
                                               : ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
     srv->listening = 1;
     srv->acc.srv = srv;
+    coro_future_init(&srv->acc.next.fut);
+    srv->acc.next.cancel = coro__acceptor_cancel;
+    srv->acc.next.flags = CORO_WAITABLE_KEEP_RESULT;
     coro_spawn(L, &srv->acceptor, coro_frame_init(&srv->acc.co, coro__acceptor_fn));
+    coro_task_add_done_callback(L, &srv->acceptor, &srv->acb, coro__acceptor_done, srv);
     return 0;
 }
 
@@ -2457,7 +2975,9 @@ CORO_API int coro_server_start(coro_server *srv, coro_loop *L, const char *host,
 {
     int lfd = coro_listen(host, port, 0);
     if (lfd < 0) return lfd;
-    return coro_server_start_fd(srv, L, lfd, fn, frame_size, arg, limit);
+    int rc = coro_server_start_fd(srv, L, lfd, fn, frame_size, arg, limit);
+    if (rc == 0) srv->own = 1;
+    return rc;
 }
 
 CORO_API int coro_server_port(const coro_server *srv)
@@ -2470,34 +2990,54 @@ CORO_API unsigned coro_server_connections(const coro_server *srv)
     return srv->nconns;
 }
 
-/* asyncio's Server.close(): stops accepting (the listener closes);
- * connections go on until their handlers end. */
+/* asyncio's Server.close(): stops accepting; connections go on until their
+ * handlers end. A listener coro_server_start made refuses connections as
+ * soon as this returns (it is shut down, then closed once its accept is
+ * cancelled: io_uring holds the socket until then). One given to
+ * coro_server_start_fd, which other processes may share, is only closed,
+ * so it refuses them once the loop ran. */
 CORO_API void coro_server_close(coro_server *srv)
 {
     if (srv->closing) return;
     srv->closing = 1;
+    if (srv->own && !coro_task_done(&srv->acceptor)) /* (else its close may be under way) */
+        shutdown(srv->lfd, SHUT_RDWR);
     coro_task_cancel(srv->loop, &srv->acceptor);
     coro__server_check_closed(srv);
 }
 
 /* asyncio's close_clients(): closes every connection's stream (their
- * pending reads end with -EBADF, their handlers then end). */
+ * pending reads see the end of stream, their handlers then end). */
 CORO_API void coro_server_close_clients(coro_server *srv)
 {
     for (coro__link *l = srv->conns.next; l != &srv->conns; l = l->next)
         coro_stream_close(&coro__conn_of(l)->stream);
 }
 
-/* wait_closed(): until the listener is closed and every connection ended. */
+/* A future done once the server is closed (the listener closed, every
+ * connection ended): for done-callbacks and checks. A task waits with
+ * coro_server_wait_closed: awaiting this future directly would cancel it,
+ * for every waiter, when the task is cancelled. */
 CORO_API coro_future *coro_server_closed(coro_server *srv)
 {
     return &srv->closed;
 }
 
+/* wait_closed(): until the server is closed, after coro_server_close
+ * (c->rc 0). Each call waits on its own: a cancelled wait changes
+ * nothing. */
+CORO_API coro_frame *coro_server_wait_closed(coro_event_op *op, coro_server *srv)
+{
+    return coro_event_wait(op, &srv->closed_ev);
+}
+
 /* asyncio.open_connection: connects to host:port and wraps the socket in
  * a stream. host is a numeric IPv4/IPv6 address, or a name resolved with
  * getaddrinfo on the loop's thread pool (its addresses are tried in turn).
- * On failure or cancellation no socket is left open. */
+ * On failure or cancellation no socket is left open. Cancelled while the
+ * lookup waits for a pool thread, it ends at once and the lookup never
+ * runs; while getaddrinfo runs, it ends when getaddrinfo returns (it cannot
+ * be interrupted; what it found is freed). */
 #include <netdb.h>
 #include <stdio.h>
 

@@ -34,6 +34,7 @@ struct serve {
     coro_io io;
     coro_task task;
     coro_server srv;
+    coro_event_op closed;
     coro_future stop;
     coro_signal signal;
     pthread_barrier_t *ready;
@@ -69,7 +70,7 @@ static int serve__fn(coro_ctx *c)
     printf("stopping: %u connection(s) open\n", coro_server_connections(&a->srv));
     coro_server_close(&a->srv);
     coro_server_close_clients(&a->srv);
-    CORO_AWAIT_FUTURE(c, coro_server_closed(&a->srv));
+    CORO_AWAIT(c, coro_server_wait_closed(&a->closed, &a->srv));
     printf("closed\n");
     fflush(stdout);
     CORO_RETURN(c, 0);
