@@ -9,13 +9,14 @@
 #
 # package             | what needs it                  | present if
 PKGS='
-golang-go             | go peer (B1-B6)                | command -v go
-libuv1-dev            | libuv peer (B5; B8 later)      | test -f /usr/include/uv.h
+golang-go             | go peer (B1-B6, B8 echo)       | command -v go
+libuv1-dev            | libuv peer (B5, B8 echo)       | test -f /usr/include/uv.h
 libboost-context-dev  | boost_context peer (B1, B2)    | test -f /usr/include/boost/context/detail/fcontext.hpp
 g++                   | boost_context peer             | command -v c++
-python3-uvloop        | uvloop peer (B1-B5)            | /usr/bin/python3 -c "import uvloop"
+python3-uvloop        | uvloop peer (B1-B5, B8 echo)   | /usr/bin/python3 -c "import uvloop"
 gnuplot-nox           | charts (build/bench/*.svg)     | command -v gnuplot
-fio                   | fio peer (B9, with coro_io.h)  | command -v fio
+fio                   | fio peer (B9 files)            | command -v fio
+liburing-dev          | bench_io_*, raw liburing (NOP) | test -f /usr/include/liburing.h
 '
 
 missing=

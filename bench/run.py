@@ -30,10 +30,11 @@ import sys
 CORO = "coro"
 
 # The benchmarks in table order: id -> the B-number of peers.md section 5
-# (and io_uring-notes.md section 6 for the NOP row), for the first column.
-# echo (B8), files (B9) and nop are hooks: they need coro_io.h; a benchmark
-# printing RESULT lines with these ids lands in its row, and POINT lines
-# with chart=echo draw build/bench/echo.svg.
+# (and io_uring-notes.md section 6 for the I/O rows), for the first column.
+# B8 (echo), B9 (files) and the io rows (NOP, threads) come from the
+# bench_io_* binaries, which need coro_io.h and liburing; POINT lines with
+# chart=echo draw build/bench/echo.svg. A row not listed here gets its id
+# from the longest listed prefix (echo_4k_c300 -> B8) and goes last.
 BENCHES = [
     ("switch", "B1"), ("nesting_d1", "B1"), ("nesting_d16", "B1"),
     ("nesting_d64", "B1"), ("nesting_ratio", "B1"),
@@ -45,19 +46,29 @@ BENCHES = [
     ("memory_sizeof", "B6"),
     ("memory_max", "B6"),
     ("cancel", "B7"),
-    ("echo", "B8"), ("files", "B9"), ("nop", "io"),
+    ("echo_c1", "B8"), ("echo_c10", "B8"), ("echo", "B8"), ("echo_c300", "B8"),
+    ("echo_c1000", "B8"), ("echo_4k_c1", "B8"), ("echo_4k", "B8"), ("echo_4k_c1000", "B8"),
+    ("echo_epoll_backend", "B8"), ("echo_raw_ops", "B8"), ("echo_1cpu", "B8"),
+    ("echo_cpu", "B8"), ("echo_mt_t1", "B8"), ("echo_mt_t2", "B8"),
+    ("files", "B9"), ("files_cached", "B9"),
+    ("nop", "io"), ("nop_b32", "io"), ("nop_b256", "io"),
+    ("to_thread", "io"), ("to_thread_par", "io"), ("xloop_wake", "io"),
 ]
-PENDING = [("echo", "B8 echo server vs libuv, Go, asyncio, uvloop, threads"),
+# Said under the table when none of a family's rows was measured (their
+# binary failed, was skipped, or was not selected).
+PENDING = [("echo", "B8 echo server vs raw epoll, threads, libuv, Go, asyncio, uvloop"),
            ("files", "B9 random file reads vs fio"),
-           ("nop", "NOP round trip vs raw liburing")]
-PEER_ORDER = ["pthread", "go", "boost_context", "libuv", "asyncio", "uvloop", "fio", "liburing"]
+           ("nop", "NOP round trip vs raw liburing"),
+           ("to_thread", "to_thread and cross-loop wake vs pthreads")]
+PEER_ORDER = ["pthread", "epoll", "go", "boost_context", "libuv", "asyncio", "uvloop", "fio",
+              "liburing"]
 
 # Charts drawn from POINT lines: chart -> (title, x label, y label, y scale).
 CHARTS = {
     "memory": ("Memory of parked tasks against their count (Rss delta, log-log)",
                "tasks parked", "bytes resident", 1.0),
-    "echo": ("Echo throughput against connections (B8)",
-             "connections", "requests/s", 1.0),
+    "echo": ("Echo throughput against connections (B8, 64-byte ping-pong)",
+             "connections", "round trips/s", 1.0),
 }
 
 
@@ -250,7 +261,14 @@ def skip_cell(skipped, peer, bench):
 
 
 def bid(bench):
-    return dict(BENCHES).get(bench, "")
+    ids = dict(BENCHES)
+    if bench in ids:
+        return ids[bench]
+    best = ""
+    for name, b in BENCHES:  # the longest listed prefix: echo_4k_c300 -> B8
+        if bench.startswith(name + "_") and len(name) > len(best):
+            best = name
+    return ids.get(best, "")
 
 
 def table_cells(rows, order, peers, skipped):
@@ -448,7 +466,8 @@ def main():
     head, body = table_cells(rows, order, peers, skipped)
     legend = ("Cells: median over the runs, ~N% = spread (max-min) / median; >= a lower "
               "bound (nothing failed). Last columns: how many times coro is better than "
-              "the peer (peer/coro for ns/op and bytes/task, coro/peer for tasks); SKIP: "
+              "the peer (peer/coro for ns/op and bytes/task, coro/peer for tasks, rt/s and "
+              "IOPS); SKIP: "
               "the peer could not run here; empty: the peer has no such benchmark.")
     if order:
         for line in table_text(head, body):
@@ -458,9 +477,10 @@ def main():
     else:
         print("(no results)")
     measured = {k[0] for k in order}
-    pending = [what for bench, what in PENDING if bench not in measured]
+    pending = [what for bench, what in PENDING
+               if not any(m == bench or m.startswith(bench + "_") for m in measured)]
     if pending:
-        print("Not measured yet (they need coro_io.h): " + "; ".join(pending) + ".")
+        print("Not measured in this run: " + "; ".join(pending) + ".")
     checked = check_targets(rows, targets)
     if checked:
         print()

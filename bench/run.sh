@@ -16,8 +16,9 @@
 # What runs, in order:
 #   1. every executable $BENCH_DIR/bench_* (the Makefile builds one per
 #      bench/bench_*.c): switch, spawn, nesting, sync, ring, timers, cancel,
-#      then any other by name (bench_io_* for B8/B9 once coro_io.h exists),
-#      and memory last;
+#      then any other by name (bench_io_echo, _files, _nop, _thread: B8, B9
+#      and the io rows; bench_io_echo starts its own servers and the echo
+#      peers of bench/io_peers.sh), and memory last;
 #   2. every bench/peers/*/run.sh (the peers: Go, Boost.Context, libuv,
 #      asyncio, uvloop, ...), run with sh from the repository root; a peer
 #      whose toolchain is missing prints `SKIP impl=<peer> bench=<ids> <why>`

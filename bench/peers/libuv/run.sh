@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/peers/libuv/run.sh - the libuv peer: B5 (libuv_timers.c), built with
 # Debian's libuv1-dev. Run from the repository root by bench/run.sh; prints
-# RESULT or SKIP lines. (B8's echo server joins it with coro_io.h.)
+# RESULT or SKIP lines. (B8's echo server, libuv_echo.c, is built and
+# started by bench_io_echo, through bench/io_peers.sh.)
 BENCHES=timers
 D=${BENCH_DIR:-build/bench}/peers/libuv
 CC=${CC:-cc}
