@@ -2937,7 +2937,8 @@ CORO_API int coro_listen(const char *host, int port, int reuseport)
 }
 
 /* start_server(sock=lfd): serves connections accepted on a listening
- * socket the caller made (the server owns it from now on). */
+ * socket the caller made (the server owns it from now on: a failed start
+ * closes it). 0, CORO_EINVAL (loop closed) or a negative errno. */
 CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_conn_fn *fn,
                                   size_t frame_size, void *arg, size_t limit)
 {
@@ -2953,7 +2954,16 @@ CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_
     coro_future_init(&srv->closed);
     coro_event_init(&srv->closed_ev);
     srv->lfd = lfd;
-    if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    int rc = 0;
+    if (L->flags & CORO__L_CLOSED)
+        rc = CORO_EINVAL; /* coro_spawn would refuse the acceptor */
+    else if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        close(lfd);
+        srv->lfd = -1;
+        return rc;
+    }
     srv->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)(void *)&ss)->sin_port
                                               : ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
     srv->listening = 1;

@@ -1535,3 +1535,18 @@ TEST(echo_300_concurrent_clients_five_round_trips_each)
     server_shut(&srv, &L);
     IO_END(&L);
 }
+
+/* A start that fails still owns the fd it was given: it is closed. */
+TEST(server_start_fd_on_a_non_socket_fails_and_closes_the_fd)
+{
+    coro_loop L;
+    coro_io io;
+    coro_server srv;
+    int p[2];
+    IO_BEGIN(&L, &io);
+    CHECK_EQ(pipe(p), 0);
+    CHECK_EQ(coro_server_start_fd(&srv, &L, p[0], NULL, 0, NULL, 0), -ENOTSOCK);
+    CHECK(fcntl(p[0], F_GETFD) == -1 && errno == EBADF);
+    close(p[1]);
+    IO_END(&L);
+}
