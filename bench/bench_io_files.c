@@ -1,8 +1,8 @@
 /* bench_io_files.c - B9: 4 KiB random reads at queue depth 32 from a
- * 64 MiB file, through coro and through fio's io_uring engine, on the
+ * 64 MiB file (1 GiB in bench-full), through coro and through fio's io_uring engine, on the
  * same file with the same parameters.
  *
- * The file: $BENCH_DIR/files.dat (build/bench/), 64 MiB of pseudo-random
+ * The file: $BENCH_DIR/files.dat (build/bench/), 64 MiB (full: 1 GiB) of pseudo-random
  * bytes, written once (fallocate + a fill: an extent that was only
  * allocated reads back as zeros without touching the disk) and reused by
  * later runs; BENCH_FILES_SIZE_MB changes its size (the file is remade).
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
     if (bench_icount_usage(argc, argv)) return 2;
     const char *path = path_of_file();
     const char *mb = getenv("BENCH_FILES_SIZE_MB");
-    long long bytes = (mb ? atoll(mb) : 64) << 20;
+    long long bytes = (mb ? atoll(mb) : bench_full() ? 1024 : 64) << 20; /* full: 1 GiB */
     int runs = bench_runs(5);
     double secs = bench_full() ? 2.0 : 0.3, csecs = bench_full() ? 1.0 : 0.2;
     double sc = getenv("BENCH_SCALE") ? atof(getenv("BENCH_SCALE")) : 1;
