@@ -3156,8 +3156,9 @@ CORO_API coro_frame *coro_open_connection(coro_connect_op *o, coro_stream *s, co
  * Unix socket pair, so that a closed pipe is an error code, never a
  * SIGPIPE); stderr may also go to stdout. The child's exit is observed
  * through a pidfd (Linux >= 5.3): no SIGCHLD handler, no race with other
- * children. Closing a process that still runs kills it (as asyncio's
- * transport does) so that nothing is left behind. */
+ * children (where pidfd_open is refused, waitpid is polled instead).
+ * Closing a process that still runs kills it (as asyncio's transport
+ * does) so that nothing is left behind. */
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -3186,6 +3187,8 @@ typedef struct coro_process {
     coro_event exit;
     coro_io_op watch;
     coro_call watch_cb;
+    coro_call poll;   /* no pidfd (see coro_process_exec): waitpid polls */
+    coro_time poll_delay;
 } coro_process;
 
 CORO_API void coro__process_exited(coro_loop *L, void *arg);
@@ -3200,22 +3203,65 @@ CORO_API void coro__process_watch(coro_process *p)
     io->internal--;
 }
 
+/* waitpid(WNOHANG): 1 once the child is gone (*rc: its returncode; 255
+ * if it was reaped elsewhere, e.g. SIGCHLD ignored, as asyncio reports an
+ * unknown child), 0 while it runs. */
+CORO_API int coro__process_reap(coro_process *p, int *rc)
+{
+    int status;
+    pid_t r = waitpid(p->pid, &status, WNOHANG);
+    if (r == p->pid) {
+        *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        return 1;
+    }
+    if (r < 0 && errno == ECHILD) {
+        *rc = 255;
+        return 1;
+    }
+    return 0;
+}
+
+/* The child was reaped: notes its returncode, wakes the waiters. */
+CORO_API void coro__process_reaped(coro_loop *L, coro_process *p, int rc)
+{
+    p->returncode = rc;
+    p->exited = 1;
+    if (p->pidfd >= 0) {
+        close(p->pidfd);
+        coro_io_forget(L, p->pidfd);
+        p->pidfd = -1;
+    }
+    coro_event_set(L, &p->exit);
+}
+
 /* The pidfd became readable: the child is gone; reap it. */
 CORO_API void coro__process_exited(coro_loop *L, void *arg)
 {
     coro_process *p = (coro_process *)arg;
-    int status;
+    int rc;
     if (p->watch.res < 0 && p->watch.res != -EINTR) return; /* pidfd closed: see close */
-    if (waitpid(p->pid, &status, WNOHANG) != p->pid) { /* not yet: watch again */
+    if (!coro__process_reap(p, &rc)) { /* not yet: watch again */
         coro__process_watch(p);
         return;
     }
-    p->returncode = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    p->exited = 1;
-    close(p->pidfd);
-    coro_io_forget(L, p->pidfd);
-    p->pidfd = -1;
-    coro_event_set(L, &p->exit);
+    coro__process_reaped(L, p, rc);
+}
+
+/* Without a pidfd (pidfd_open refused: a kernel before 5.3, a seccomp
+ * filter, valgrind): polls waitpid(WNOHANG), every 1 ms at first, backing
+ * off to every 50 ms. The child stays unreaped until then, so its pid
+ * cannot be reused (kill(2) on it is safe). */
+CORO_API void coro__process_poll(coro_loop *L, void *arg)
+{
+    coro_process *p = (coro_process *)arg;
+    int rc;
+    if (coro__process_reap(p, &rc)) {
+        coro__process_reaped(L, p, rc);
+        return;
+    }
+    p->poll_delay = p->poll_delay ? 2 * p->poll_delay : CORO_MS(1);
+    if (p->poll_delay > CORO_MS(50)) p->poll_delay = CORO_MS(50);
+    coro_call_later(L, &p->poll, p->poll_delay, coro__process_poll, p);
 }
 
 /* One of the child's standard streams: sets *child to the fd it gets (or
@@ -3303,10 +3349,17 @@ CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[]
     child[0] = child[1] = child[2] = -1;
     if (rc == 0) {
         p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+        /* none here: poll; ESRCH: already reaped elsewhere (SIGCHLD
+         * ignored): the poll finds it gone at once */
+        if (p->pidfd < 0 && (errno == ENOSYS || errno == EPERM || errno == ESRCH)) {
+            coro__process_poll(L, p);
+            return 0;
+        }
         if (p->pidfd < 0) { /* no pidfd: cannot watch it; do not leave it behind */
             rc = -errno;
             kill(p->pid, SIGKILL);
             waitpid(p->pid, NULL, 0);
+            p->pid = 0; /* reaped: the pid is not ours any more */
         }
     }
     if (rc < 0) {
@@ -3346,7 +3399,8 @@ CORO_API int coro_process_exited(const coro_process *p)
 /* send_signal / terminate / kill: 0, or -ESRCH once it has exited. */
 CORO_API int coro_process_send_signal(coro_process *p, int sig)
 {
-    if (p->exited || p->pidfd < 0) return -ESRCH;
+    if (p->exited || p->pid <= 0) return -ESRCH;
+    if (p->pidfd < 0) return kill(p->pid, sig) < 0 ? -errno : 0; /* polled: see above */
     return syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
 }
 
