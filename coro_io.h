@@ -3307,7 +3307,9 @@ CORO_API void coro__process_unwind(coro_process *p, int child[3])
 
 /* create_subprocess_exec: runs argv[0] (searched in PATH) with argv.
  * Returns 0 (p is running; await coro_process_wait, and end with
- * coro_process_close) or a negative errno (-ENOENT: no such program). */
+ * coro_process_close) or a negative errno (-ENOENT: no such program;
+ * CORO_EINVAL: no argv[0], or a stdio mode that is not one of the four,
+ * or CORO_STDOUT anywhere but stderr). */
 CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[],
                                const coro_process_opts *o)
 {
@@ -3321,7 +3323,10 @@ CORO_API int coro_process_exec(coro_process *p, coro_loop *L, char *const argv[]
     p->loop = L;
     p->pidfd = -1;
     coro_event_init(&p->exit);
-    if (!argv || !argv[0] || o->in == CORO_STDOUT || o->out == CORO_STDOUT) return CORO_EINVAL;
+    if (!argv || !argv[0] || o->in == CORO_STDOUT || o->out == CORO_STDOUT ||
+        (unsigned)o->in > CORO_DEVNULL || (unsigned)o->out > CORO_DEVNULL ||
+        (unsigned)o->err > CORO_STDOUT)
+        return CORO_EINVAL;
     rc = coro__process_stdio(p, 0, o->in, &child[0], o->limit);
     if (rc == 0) rc = coro__process_stdio(p, 1, o->out, &child[1], o->limit);
     if (rc == 0 && o->err != CORO_STDOUT) rc = coro__process_stdio(p, 2, o->err, &child[2], o->limit);

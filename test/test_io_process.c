@@ -951,6 +951,10 @@ TEST(R_SP_1_bad_arguments_are_EINVAL)
     /* STDOUT is for stderr only */
     CHECK_EQ(EXEC(&p, &L, CORO_STDOUT, CORO_PIPE, CORO_PIPE, "true"), CORO_EINVAL);
     CHECK_EQ(EXEC(&p, &L, CORO_PIPE, CORO_STDOUT, CORO_PIPE, "true"), CORO_EINVAL);
+    /* a mode that is none of the four */
+    CHECK_EQ(EXEC(&p, &L, 7, CORO_PIPE, CORO_PIPE, "true"), CORO_EINVAL);
+    CHECK_EQ(EXEC(&p, &L, CORO_PIPE, -1, CORO_PIPE, "true"), CORO_EINVAL);
+    CHECK_EQ(EXEC(&p, &L, CORO_PIPE, CORO_PIPE, 4, "true"), CORO_EINVAL);
     CHECK(p.in == NULL && p.out == NULL && p.err == NULL);
     errno = 0;
     CHECK_EQ(waitpid(-1, NULL, WNOHANG), -1);
