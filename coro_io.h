@@ -623,22 +623,34 @@ CORO_API void coro__valgrind_yield(coro_io *io)
  * CORO_POOL_SPIN_NS for a job to come back (or a completion) and returns 1
  * if one did, so that a task awaiting to_thread after to_thread is not
  * woken through the kernel each time. Submissions go out first. */
-CORO_API int coro__uring_spin(coro_io *io)
+/* Calls ready(arg) in a loop until it says yes (1) or CORO_POOL_SPIN_NS
+ * have gone by (0). The clock is read every 64 tries. */
+CORO_API int coro__spin(int (*ready)(void *), void *arg)
 {
     struct timespec t0, t;
-    if (CORO_POOL_SPIN_NS <= 0 || io->wait_cap >= 0 || /* not under valgrind */
-        io->inbox_users <= (unsigned)io->threadsafe)
-        return 0;
-    io_uring_submit(&io->ring);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned i = 1;; i++) {
-        if (__atomic_load_n(&io->inbox, __ATOMIC_RELAXED) || io_uring_cq_ready(&io->ring))
-            return 1;
+        if (ready(arg)) return 1;
         if (i % 64) continue;
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > CORO_POOL_SPIN_NS)
             return 0;
     }
+}
+
+CORO_API int coro__uring_spin_ready(void *arg)
+{
+    coro_io *io = (coro_io *)arg;
+    return __atomic_load_n(&io->inbox, __ATOMIC_RELAXED) || io_uring_cq_ready(&io->ring);
+}
+
+CORO_API int coro__uring_spin(coro_io *io)
+{
+    if (CORO_POOL_SPIN_NS <= 0 || io->wait_cap >= 0 || /* not under valgrind */
+        io->inbox_users <= (unsigned)io->threadsafe)
+        return 0;
+    io_uring_submit(&io->ring);
+    return coro__spin(coro__uring_spin_ready, io);
 }
 
 CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
@@ -1737,21 +1749,12 @@ CORO_API void coro__pool_take(coro_pool *p, coro_work *j, uint8_t state)
     j->state = state;
 }
 
-/* Watches p->queued without the lock for up to CORO_POOL_SPIN_NS (called
- * and returns with mu unlocked). */
-CORO_API void coro__pool_spin(coro_pool *p)
+/* A spinning worker's test, without the lock: a job queued, or stopping. */
+CORO_API int coro__pool_spin_ready(void *arg)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned i = 1;; i++) {
-        if (__atomic_load_n(&p->queued, __ATOMIC_ACQUIRE) ||
-            __atomic_load_n(&p->stopping, __ATOMIC_RELAXED))
-            return;
-        if (i % 64) continue;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > CORO_POOL_SPIN_NS)
-            return;
-    }
+    coro_pool *p = (coro_pool *)arg;
+    return __atomic_load_n(&p->queued, __ATOMIC_ACQUIRE) ||
+           __atomic_load_n(&p->stopping, __ATOMIC_RELAXED);
 }
 
 CORO_API void *coro__pool_worker(void *arg)
@@ -1764,7 +1767,7 @@ CORO_API void *coro__pool_worker(void *arg)
             p->idle++;
             if (spin) { /* just finished a job: another may follow at once */
                 pthread_mutex_unlock(&p->mu);
-                coro__pool_spin(p);
+                coro__spin(coro__pool_spin_ready, p);
                 pthread_mutex_lock(&p->mu);
                 spin = 0;
             } else {
