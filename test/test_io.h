@@ -21,6 +21,10 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 
 static int test_io__fds;
 
@@ -113,6 +117,60 @@ __attribute__((unused)) static int io_tmpfile(const void *data, size_t n)
         return -1;
     }
     return fd;
+}
+
+/* FAIL lines reach the log even if a sanitizer aborts the run later. */
+__attribute__((constructor)) static void io_line_buffered_stdout(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+__attribute__((unused)) static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static sigjmp_buf io_hang_jmp;
+static volatile sig_atomic_t io_hang_armed;
+
+__attribute__((unused)) static void io_hang_alarm(int sig)
+{
+    (void)sig;
+    if (io_hang_armed) siglongjmp(io_hang_jmp, 1);
+    _exit(3);
+}
+
+/* Runs the loop until no task is left. Returns 0, the loop's error
+ * (CORO_EDEADLK: nothing could make progress), or -1 after a hang of
+ * `secs` (the test has failed; IO_END then reports the tasks left). */
+__attribute__((unused)) static int io_run_tasks(coro_loop *L, unsigned secs)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = io_hang_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    if (sigsetjmp(io_hang_jmp, 1)) {
+        io_hang_armed = 0;
+        test__fail(__FILE__, __LINE__, "hang: tasks still pending after %u s (a wait never ended)", secs + 1);
+        return -1;
+    }
+    io_hang_armed = 1;
+    alarm(secs + 1); /* the loop may never turn: a wait that never ends */
+    int rc = 0;
+    int64_t until = mono_ns() + CORO_S(secs);
+    while (coro_loop_task_count(L) && (rc = coro_loop_run_once(L)) == 0) {
+        if (mono_ns() > until) { /* the loop turns, but nothing ends */
+            alarm(0);
+            io_hang_armed = 0;
+            test__fail(__FILE__, __LINE__, "hang: tasks still pending after %u s", secs);
+            return -1;
+        }
+    }
+    alarm(0);
+    io_hang_armed = 0;
+    return rc;
 }
 
 #endif

@@ -25,57 +25,9 @@
  * never submitted): the test fails and the suite goes on. */
 #define HANG_S 10
 
-/* FAIL lines reach the log even if a sanitizer aborts the run later. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static sigjmp_buf hang_jmp;
-static volatile sig_atomic_t hang_armed;
-
-static void hang_alarm(int sig)
-{
-    (void)sig;
-    if (hang_armed) siglongjmp(hang_jmp, 1);
-    _exit(3);
-}
-
-/* Runs the loop until no task is left. Returns 0, the loop's error, or -1
- * after a hang (the test has failed; IO_END reports the tasks left). */
 static int run_tasks(coro_loop *L)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = hang_alarm;
-    sigaction(SIGALRM, &sa, NULL);
-    if (sigsetjmp(hang_jmp, 1)) {
-        hang_armed = 0;
-        test__fail(__FILE__, __LINE__, "hang: tasks still pending after %d s (a wait never ended)", HANG_S + 1);
-        return -1;
-    }
-    hang_armed = 1;
-    alarm(HANG_S + 1); /* the loop may never turn: a wait that never ends */
-    int rc = 0;
-    int64_t until = mono_ns() + CORO_S(HANG_S);
-    while (coro_loop_task_count(L) && (rc = coro_loop_run_once(L)) == 0) {
-        if (mono_ns() > until) { /* the loop turns, but nothing ends */
-            alarm(0);
-            hang_armed = 0;
-            test__fail(__FILE__, __LINE__, "hang: tasks still pending after %d s", (int)HANG_S);
-            return -1;
-        }
-    }
-    alarm(0);
-    hang_armed = 0;
-    return rc;
+    return io_run_tasks(L, HANG_S);
 }
 
 static int is_open(int fd)

@@ -27,63 +27,9 @@
  * the test fails and the suite goes on. */
 #define HANG_S 3
 
-/* FAIL lines reach the log even if a sanitizer aborts the run later. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static sigjmp_buf hang_jmp;
-static volatile sig_atomic_t hang_armed;
-
-static void hang_alarm(int sig)
-{
-    (void)sig;
-    if (hang_armed) siglongjmp(hang_jmp, 1);
-    _exit(3);
-}
-
-/* Runs the loop until no task is left. Returns 0, the loop's error, or -1
- * after `secs` seconds: a hang (the test has failed; IO_END reports the
- * tasks left). */
-static int run_tasks_for(coro_loop *L, unsigned secs)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = hang_alarm;
-    sigaction(SIGALRM, &sa, NULL);
-    if (sigsetjmp(hang_jmp, 1)) {
-        hang_armed = 0;
-        test__fail(__FILE__, __LINE__, "hang: tasks still pending after %u s (a wait never ended)", secs + 1);
-        return -1;
-    }
-    hang_armed = 1;
-    alarm(secs + 1); /* the loop may never turn: a wait that never ends */
-    int rc = 0;
-    int64_t until = mono_ns() + CORO_S(secs);
-    while (coro_loop_task_count(L) && (rc = coro_loop_run_once(L)) == 0) {
-        if (mono_ns() > until) { /* the loop turns, but nothing ends */
-            alarm(0);
-            hang_armed = 0;
-            test__fail(__FILE__, __LINE__, "hang: tasks still pending after %d s", (int)secs);
-            return -1;
-        }
-    }
-    alarm(0);
-    hang_armed = 0;
-    return rc;
-}
-
 static int run_tasks(coro_loop *L)
 {
-    return run_tasks_for(L, HANG_S);
+    return io_run_tasks(L, HANG_S);
 }
 
 static coro_io_config config(unsigned entries, unsigned max_inflight)
@@ -331,7 +277,7 @@ TEST(op_refused_once_by_sq_full_with_nothing_in_flight_completes)
      * poll then blocks in io_uring_submit_and_wait(1) forever: a hang (the
      * flush after a refused SQE must not be followed by an unbounded wait
      * with nothing in flight). Under valgrind the 10 ms wait cap hides it. */
-    CHECK_EQ(run_tasks_for(&L, 1), 0);
+    CHECK_EQ(io_run_tasks(&L, 1), 0);
     CHECK_EQ(f.rc, 0);
     if (uring(&io)) CHECK_EQ(io.stats.sq_full, 2);
     coro_io_set_fault(&io, NULL, NULL, NULL);
@@ -602,7 +548,7 @@ TEST(deadlines_fire_when_the_inflight_cap_is_full)
      * of their deadlines count against the same cap, so they wait in the
      * pending list behind a cap that never frees: the loop sleeps forever
      * (hang). Expected: four CORO_ETIMEDOUT. Cancels need reserved room. */
-    CHECK_EQ(run_tasks_for(&L, 1), 0);
+    CHECK_EQ(io_run_tasks(&L, 1), 0);
     for (int i = 0; i < N; i++) CHECK_EQ(r[i].rc, CORO_ETIMEDOUT);
     for (int i = 0; i < N; i++) {
         close(pa[i]);

@@ -21,12 +21,6 @@
 
 /* ---- helpers */
 
-/* Line-buffered stdout: FAIL lines printed before a crash are not lost. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
 /* The longest any wait may take before the test calls it a failure. */
 #define GUARD CORO_S(30)
 

@@ -22,13 +22,6 @@
 
 /* ---- helpers (as in test_io_stream.c) */
 
-/* Line-buffered stdout: if a library bug crashes this binary, the FAIL
- * lines printed before are not lost in the buffer. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
 #define GUARD CORO_S(10)
 
 static void noop_cb(coro_loop *L, void *arg)

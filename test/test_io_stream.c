@@ -31,13 +31,6 @@
 
 /* ---- helpers */
 
-/* Line-buffered stdout: if a library bug crashes this binary, the FAIL
- * lines printed before are not lost in the buffer. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
 #define GUARD CORO_S(10) /* a wait that should take microseconds */
 
 static void noop_cb(coro_loop *L, void *arg)

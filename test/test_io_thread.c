@@ -30,12 +30,6 @@
 
 /* ---- helpers */
 
-/* Line-buffered stdout: FAIL lines printed before a crash are not lost. */
-__attribute__((constructor)) static void line_buffered_stdout(void)
-{
-    setvbuf(stdout, NULL, _IOLBF, 0);
-}
-
 static void *nothing(void *arg)
 {
     return arg;
