@@ -48,11 +48,11 @@ $(BUILD)/scenario-asan: test/conformance/scenario.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(SAN) $< -o $@
 
-$(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h
+$(BUILD)/test/plain/%: test/%.c $(HDRS) test/test.h test/test_io.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(PLAIN) $< -o $@ $(LDLIBS)
 
-$(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h
+$(BUILD)/test/asan/%: test/%.c $(HDRS) test/test.h test/test_io.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(SAN) $< -o $@ $(LDLIBS)
 
