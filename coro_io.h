@@ -206,7 +206,7 @@ struct coro_io {
     /* io_uring */
     struct io_uring ring;
     unsigned ring_flags, cq_entries;
-    int64_t wait_cap; /* longest wait in the kernel, or -1 (see coro_io_init) */
+    int ppoll_wait; /* sleep in ppoll on the ring fd, not in io_uring_enter (valgrind) */
     uint32_t inflight, max_inflight;
     int wake_armed;
     uint64_t wake_buf;
@@ -609,16 +609,6 @@ CORO_API void coro__uring_reap(coro_io *io)
     io_uring_cq_advance(&io->ring, n);
 }
 
-/* Under valgrind, before a wait in io_uring_enter while other threads may
- * post to this loop (pool jobs out, threadsafe mode): valgrind runs one
- * thread at a time and keeps running this one through the wait, so a
- * worker woken for a job would only get to run after it. sched_yield is
- * a call valgrind lets them run in. */
-CORO_API void coro__valgrind_yield(coro_io *io)
-{
-    if (io->wait_cap >= 0 && io->inbox_users) sched_yield();
-}
-
 /* Before the loop sleeps while pool jobs are out: watches for up to
  * CORO_POOL_SPIN_NS for a job to come back (or a completion) and returns 1
  * if one did, so that a task awaiting to_thread after to_thread is not
@@ -646,11 +636,28 @@ CORO_API int coro__uring_spin_ready(void *arg)
 
 CORO_API int coro__uring_spin(coro_io *io)
 {
-    if (CORO_POOL_SPIN_NS <= 0 || io->wait_cap >= 0 || /* not under valgrind */
+    if (CORO_POOL_SPIN_NS <= 0 || io->ppoll_wait || /* not under valgrind */
         io->inbox_users <= (unsigned)io->threadsafe)
         return 0;
     io_uring_submit(&io->ring);
     return coro__spin(coro__uring_spin_ready, io);
+}
+
+/* The wait for valgrind, which does not know that io_uring_enter blocks:
+ * it would hold every other thread and every signal through the wait.
+ * Submits, then sleeps in ppoll until the ring has a completion (so the
+ * ring must not defer its task work: see coro__uring_setup). Returns 0
+ * (reap without waiting) or the timeout left if ppoll failed. */
+CORO_API int64_t coro__uring_ppoll(coro_io *io, int64_t timeout)
+{
+    struct pollfd pfd = {io->ring.ring_fd, POLLIN, 0};
+    struct timespec ts;
+    io_uring_submit(&io->ring);
+    if (io_uring_cq_ready(&io->ring)) return 0;
+    ts.tv_sec = timeout / 1000000000;
+    ts.tv_nsec = timeout % 1000000000;
+    if (ppoll(&pfd, 1, timeout < 0 ? NULL : &ts, NULL) < 0 && errno != EINTR) return timeout;
+    return 0;
 }
 
 CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
@@ -666,8 +673,7 @@ CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
     if (timeout == 0 && !io->inflight && !io_uring_sq_ready(&io->ring)) return 0;
     if (!io->inflight && io->pending.next != &io->pending) /* held back (a hook): retry */
         timeout = 0;
-    if (io->wait_cap >= 0 && (timeout < 0 || timeout > io->wait_cap)) timeout = io->wait_cap;
-    if (timeout != 0) coro__valgrind_yield(io);
+    if (timeout != 0 && io->ppoll_wait) timeout = coro__uring_ppoll(io, timeout);
     if (timeout != 0 && coro__uring_spin(io)) timeout = 0;
     io->stats.enters++;
     if (io->enter_fault && (rc = io->enter_fault(io->fault_arg)) < 0) {
@@ -1380,7 +1386,9 @@ CORO_API int coro__uring_setup(coro_io *io, unsigned entries)
         0,
     };
     int rc = -EINVAL;
-    for (unsigned i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    /* Deferred task work is run only inside io_uring_enter: a ppoll on
+     * the ring would never see it (coro__uring_ppoll, under valgrind). */
+    for (unsigned i = CORO__IO_VALGRIND(); i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = tries[i];
@@ -1421,10 +1429,7 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
         io->kind = CORO_IO_URING;
         io->base.poll = coro__uring_poll;
         io->max_inflight = cfg && cfg->max_inflight ? cfg->max_inflight : io->cq_entries;
-        /* valgrind holds signals while a thread sits in io_uring_enter (it
-         * does not know the call blocks): wake up now and then under it.
-         * It holds the other threads too: see coro__valgrind_yield. */
-        io->wait_cap = CORO__IO_VALGRIND() ? 10000000 : -1;
+        io->ppoll_wait = CORO__IO_VALGRIND();
     } else if ((rc == -EPERM || rc == -ENOSYS) && want != CORO_IO_URING) {
         io->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (io->epfd < 0) return -errno;

@@ -44,8 +44,11 @@ done
 if [ -n "$CORO_NO_VALGRIND" ]; then
     echo "valgrind run skipped (CORO_NO_VALGRIND)"; S=$((S + 1))
 elif command -v valgrind >/dev/null 2>&1; then
+    # --fair-sched: valgrind runs one thread at a time, and its default
+    # lock lets a thread that never blocks (a loop with a task always
+    # ready) take it back at once, starving a poster for minutes.
     for t in $B/test/plain/test_*; do
-        run "valgrind/${t##*/}" valgrind -q --error-exitcode=99 --leak-check=full \
+        run "valgrind/${t##*/}" valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full \
             --errors-for-leak-kinds=all --child-silent-after-fork=yes "$t"
     done
 else
