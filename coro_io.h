@@ -27,7 +27,8 @@
  *     coro_call_soon_threadsafe / coro_run_coroutine_threadsafe
  *   Streams, servers, clients, subprocesses: see the second half of this file.
  *   A server accepts with one multishot accept on io_uring (kernel >= 5.19,
- *   probed once per ring): one SQE for many connections; see "ACCEPTING".
+ *   probed once per ring): one SQE for many connections; elsewhere up to
+ *   CORO_ACCEPT_BATCH connections per readiness event; see "ACCEPTING".
  *
  * CANCELLATION (io_uring): a cancelled operation ends only when the kernel's
  * completion for that operation arrives; its record (and buffer) must stay
@@ -2608,12 +2609,22 @@ typedef struct coro__accq {
     unsigned nspill;
 } coro__accq;
 
+/* Connections the single-shot acceptor takes per step (asyncio takes up to
+ * create_server's backlog, 100 by default). One per loop iteration made a
+ * burst of 1,000 clients take half a second to accept on a loop busy with
+ * the first ones' traffic. */
+#ifndef CORO_ACCEPT_BATCH
+#define CORO_ACCEPT_BATCH 100
+#endif
+
 /* The acceptor task's frame. Single-shot (epoll, or a kernel without
- * multishot accept): one accept op per connection. Multishot: op is armed
- * once, its CQEs fill q, and the task waits on `next` while q is empty.
- * Counters (tests, tuning): arms = accept SQEs (single-shot: one per
- * connection; multishot: one per arming), shots = fds delivered by
- * multishot CQEs, spills = those that found the ring full. */
+ * multishot accept): one accept op, then the rest of the backlog taken
+ * at once (see coro__acceptor_more). Multishot: op is armed once, its CQEs
+ * fill q, and the task waits on `next` while q is empty.
+ * Counters (tests, tuning): arms = accept ops (single-shot: one per burst;
+ * multishot: one per arming), more = fds the single-shot path took after
+ * an op, shots = fds delivered by multishot CQEs, spills = those that
+ * found the ring full. */
 typedef struct coro__acceptor {
     coro_frame co;
     coro_server *srv;
@@ -2623,13 +2634,15 @@ typedef struct coro__acceptor {
     int armed, ended, end; /* end: how the last multishot ended (0 or -errno) */
     int cancelled;         /* the task was cancelled while it waited on next */
     unsigned got;          /* fds the current arming delivered */
-    unsigned arms, shots, spills;
+    unsigned arms, more, shots, spills;
 } coro__acceptor;
 
 /* asyncio's Server: start_server's listener and its connections.
  *
- * ACCEPTING. epoll, or io_uring without multishot accept: one accept at a
- * time, as asyncio's loop does. io_uring with it: the acceptor arms one
+ * ACCEPTING. epoll, or io_uring without multishot accept: an accept op,
+ * then up to CORO_ACCEPT_BATCH - 1 more accept4 calls in the same step, as
+ * asyncio's loop takes up to `backlog` connections per readiness event
+ * (the listener is made non-blocking). io_uring with it: the acceptor arms one
  * multishot accept; each CQE with IORING_CQE_F_MORE brings one fd, queued
  * in the acceptor's ring (then the fd table: see coro__accq), and the
  * acceptor serves the queue whenever it runs. The kernel ends the
@@ -2865,6 +2878,22 @@ CORO_API int coro__acceptor_after(coro__acceptor *a)
     return e == -EBADF || e == -EINVAL ? -1 : 0; /* -ECANCELED not ours, 0, per connection */
 }
 
+/* After a single-shot accept: the rest of the backlog, straight from the
+ * non-blocking listener, up to CORO_ACCEPT_BATCH in all. Stops at EAGAIN,
+ * or at an error the next accept op then meets and reports. */
+CORO_API void coro__acceptor_more(coro__acceptor *a, coro_io *io)
+{
+    coro_server *srv = a->srv;
+    for (int k = 1; k < CORO_ACCEPT_BATCH && !srv->closing && !a->cancelled; k++) {
+        int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;
+        coro__fdslot *s = coro__fdslot_of(io, fd); /* as coro__io_finish does */
+        if (s) s->kind = 1;
+        a->more++;
+        coro__server_accepted(srv, fd);
+    }
+}
+
 CORO_API int coro__acceptor_fn(coro_ctx *c)
 {
     coro__acceptor *a = CORO_SELF(c, coro__acceptor);
@@ -2896,6 +2925,7 @@ CORO_API int coro__acceptor_fn(coro_ctx *c)
             CORO_IO(c, coro_accept(&a->op, c->loop, srv->lfd, NULL, NULL));
             if (c->rc >= 0) {
                 coro__server_accepted(srv, c->rc); /* even if we are being cancelled */
+                coro__acceptor_more(a, io);
             } else if (c->rc == CORO_ECANCELED || c->rc == -EBADF || c->rc == -EINVAL) {
                 break;
             } else if (c->rc == -EMFILE || c->rc == -ENFILE || c->rc == -ENOMEM) {
@@ -2946,7 +2976,8 @@ CORO_API int coro_listen(const char *host, int port, int reuseport)
 
 /* start_server(sock=lfd): serves connections accepted on a listening
  * socket the caller made (the server owns it from now on: a failed start
- * closes it). 0, CORO_EINVAL (loop closed) or a negative errno. */
+ * closes it; it is made non-blocking, as asyncio does). 0, CORO_EINVAL
+ * (loop closed) or a negative errno. */
 CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_conn_fn *fn,
                                   size_t frame_size, void *arg, size_t limit)
 {
@@ -2965,7 +2996,8 @@ CORO_API int coro_server_start_fd(coro_server *srv, coro_loop *L, int lfd, coro_
     int rc = 0;
     if (L->flags & CORO__L_CLOSED)
         rc = CORO_EINVAL; /* coro_spawn would refuse the acceptor */
-    else if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
+    else if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0 ||
+             fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0)
         rc = -errno;
     if (rc < 0) {
         close(lfd);

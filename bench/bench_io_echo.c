@@ -767,8 +767,8 @@ int main(int argc, char **argv)
     add_case("echo_c1", 1, 64, S_MAIN, 1);
     add_case("echo_c10", 10, 64, S_MAIN, 1);
     add_case("echo", 100, 64, S_MAIN, 1);
-    if (full) { /* coro's servers take ~1 s to accept a burst of 1,000 (one
-                   accept per loop iteration): too slow for the quick profile */
+    if (full) { /* 1,000 connections to open and warm up for every server
+                   in every run: too slow for the quick profile */
         add_case("echo_c300", 300, 64, S_MAIN, 1);
         add_case("echo_c1000", 1000, 64, S_MAIN, 1);
         add_case("echo_4k_c1", 1, 4096, S_MAIN, 2);

@@ -11,6 +11,7 @@ add() { # add "N passed, M failed" from a log, or count a crash as a failure
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
     if [ -z "$line" ]; then F=$((F + 1)); echo "CRASH $2"; tail -n 20 "$1"; return; fi
     p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+    case $line in *skipped*) k=${line##*failed, }; S=$((S + ${k%% skipped*})) ;; esac
     P=$((P + p)); F=$((F + f))
     [ "$f" -ne 0 ] && grep '^FAIL' "$1" | sed "s|^|[$2] |"
     [ "$3" -ne 0 ] && [ "$f" -eq 0 ] && { F=$((F + 1)); echo "EXIT $3 $2"; tail -n 20 "$1"; }

@@ -4,6 +4,7 @@
  *
  *   TEST(name) { ... CHECK(x); CHECK_EQ(a, b); TRACE("a%d", 1); CHECK_TRACE("a1"); }
  *   CHECK_TRAPS(stmt)    the statement must kill the process with a signal
+ *   SKIP("why"); return; the test counts as skipped
  *   test_loop(&L)        a loop on a virtual clock starting at 0; reports
  *                        are captured (test_reports(), test_report_kind())
  *
@@ -86,6 +87,14 @@ __attribute__((unused)) static void test__fail(const char *file, int line, const
         if (strcmp(test__a, test__b) != 0)                                     \
             test__fail(__FILE__, __LINE__, "%s: \"%s\" != \"%s\"", #a,         \
                        test__a, test__b);                                      \
+    } while (0)
+
+/* Counts the test as skipped (unless a check failed) and says why; the
+ * caller returns. */
+#define SKIP(why)                                                              \
+    do {                                                                       \
+        fprintf(stdout, "skip %s: %s\n", test__current, why);                  \
+        test__skipped_checks++;                                                \
     } while (0)
 
 /* ---- event trace: TRACE appends a word, CHECK_TRACE compares and clears */

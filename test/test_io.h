@@ -12,6 +12,7 @@
  *   io_listener(&port)     a non-blocking listening socket on 127.0.0.1
  *   io_tmpfile(data, n)    an O_RDWR temporary file holding data (unlinked)
  *   io_backend()           "uring" or "epoll": what CORO_BACKEND asked for
+ *   RUNNING_ON_VALGRIND    valgrind's, or 0 where its header is missing
  */
 #ifndef TEST_IO_H
 #define TEST_IO_H
@@ -25,6 +26,13 @@
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 static int test_io__fds;
 
