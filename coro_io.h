@@ -3495,7 +3495,9 @@ CORO_API coro_frame *coro_process_wait(coro_process_op *op, coro_process *p)
 /* communicate(input): feeds input to stdin and closes it (a broken pipe is
  * ignored, as asyncio does), reads stdout and stderr (those that are
  * PIPEs) to their end concurrently into out / err (grown with realloc;
- * free(out->data) afterwards), then waits for the exit: c->rc as wait(). */
+ * free(out->data) afterwards), then waits for the exit: c->rc as wait().
+ * A PIPE whose out / err is NULL is read too and its bytes dropped: left
+ * unread, a child writing more than the pipe holds would never exit. */
 typedef struct coro_bytes {
     unsigned char *data;
     size_t len, cap;
@@ -3512,6 +3514,10 @@ CORO_API int coro__pipe_read_fn(coro_ctx *c)
 {
     coro__pipe_reader *r = CORO_SELF(c, coro__pipe_reader);
     CORO_BEGIN(c);
+    while (!r->b) { /* nobody wants the bytes: drop them */
+        CORO_AWAIT(c, coro_stream_read(&r->op, r->s, NULL, r->s->limit, r->s->limit));
+        if (c->rc <= 0) CORO_RETURN(c, c->rc);
+    }
     for (;;) {
         if (r->b->cap - r->b->len < 4096) {
             size_t cap = r->b->cap ? 2 * r->b->cap : 16384;
@@ -3553,7 +3559,7 @@ CORO_API int coro__communicate_fn(coro_ctx *c)
         coro_bytes *b = o->i ? o->err : o->out;
         o->r[o->i].s = s;
         o->r[o->i].b = b;
-        if (s && b) coro_spawn(c->loop, &o->readers[o->i], coro_frame_init(&o->r[o->i].co, coro__pipe_read_fn));
+        if (s) coro_spawn(c->loop, &o->readers[o->i], coro_frame_init(&o->r[o->i].co, coro__pipe_read_fn));
     }
     if (p->in) {
         if (o->len) {
@@ -3564,7 +3570,7 @@ CORO_API int coro__communicate_fn(coro_ctx *c)
         coro_stream_close(p->in);
     }
     for (o->i = 0; o->i < 2; o->i++) { /* the readers end at EOF, or are cancelled */
-        if (!o->r[o->i].s || !o->r[o->i].b) continue;
+        if (!o->r[o->i].s) continue;
         if (o->rc == CORO_ECANCELED) coro_task_cancel(c->loop, &o->readers[o->i]);
         CORO_AWAIT_TASK(c, &o->readers[o->i]);
         if (c->rc == CORO_ECANCELED && !coro_task_cancelled(&o->readers[o->i])) o->rc = c->rc;

@@ -464,6 +464,29 @@ TEST(R_SP_2_T120_cat_communicate_returns_the_same_bytes)
     IO_END(&L);
 }
 
+/* stdout and stderr are PIPEs but nobody wants their bytes (out / err
+ * NULL): communicate still reads them, or the child, blocked writing its
+ * 1 MiB into a full pipe, would never exit. */
+TEST(communicate_drains_pipes_whose_bytes_nobody_wants)
+{
+    coro_loop L;
+    coro_io io;
+    coro_process p;
+    coro_task t;
+    struct comm m;
+    WATCHDOG();
+    IO_BEGIN(&L, &io);
+    CHECK_EQ(EXEC(&p, &L, CORO_DEVNULL, CORO_PIPE, CORO_PIPE, "sh", "-c",
+                  "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2; exit 3"),
+             0);
+    CHECK_EQ(run_task(&L, &t, comm(&m, &p, NULL, 0, 0, 0)), 3);
+    CHECK_EQ(m.rc, 3);
+    CHECK(m.out.data == NULL && m.err.data == NULL);
+    CHECK_EQ(coro_process_returncode(&p), 3);
+    CHECK_EQ(proc_close(&L, &p), 0);
+    IO_END(&L);
+}
+
 TEST(T120_communicate_with_no_input_gives_empty_output)
 {
     coro_loop L;
