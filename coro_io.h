@@ -1933,9 +1933,9 @@ CORO_API void coro__io_close_pool(coro_io *io)
  * never blocks: writes are buffered (the buffer grows) and sent one send
  * at a time, in order, short sends completed; drain() waits while more
  * than the high-water mark is buffered, until it is below the low mark.
- * A failed send (the connection is lost) drops the queue and closes the
- * stream, as asyncio's transport does; the reader then fails with that
- * error.
+ * A failed send or recv (the connection is lost) drops the queue and
+ * closes the stream, as asyncio's transport does; reads and drain() then
+ * fail with that error.
  * Allocates its two buffers (coro_stream_init); coro_stream_free releases
  * them once the stream is closed.
  * Cancel-safety: a cancelled read loses nothing (bytes that arrived stay
@@ -2144,6 +2144,24 @@ CORO_API void coro__stream_feed_end(coro_stream *s)
         s->eof = 1;
 }
 
+CORO_API void coro__stream_kick(coro_stream *s);
+CORO_API void coro__stream_wake_drainers(coro_stream *s);
+
+/* The connection is lost (a send or a recv failed): the reader fails with
+ * the error from now on (asyncio's connection_lost(exc) sets it on the
+ * reader), what is queued is dropped (after the send in flight, which the
+ * kernel still reads) and the stream closes, as asyncio's transport does
+ * on a fatal error. */
+CORO_API void coro__stream_lost(coro_stream *s, int err)
+{
+    if (!s->werr) s->werr = err == -EBADF ? -ECONNRESET : err;
+    if (!s->rerr) coro_stream_set_error(s, s->werr);
+    if (!s->sending) s->wstart = s->wend = 0;
+    if (!s->closing) s->closing = 1;
+    coro__stream_wake_drainers(s);
+    coro__stream_kick(s);
+}
+
 /* The outcome of a fill's recv: bytes buffered, EOF or an error noted.
  * Returns 0 to go on, or what the read fails with. ncancel: the task's
  * cancelling() count before the recv, to tell its own cancellation from
@@ -2158,7 +2176,7 @@ CORO_API int coro__stream_filled(coro_stream_op *op, coro_task *t, int rc)
     else if (rc == CORO_ECANCELED)
         ; /* coro_stream_set_error woke the read: rerr says it */
     else if (rc < 0)
-        s->rerr = rc; /* connection lost: set_exception */
+        coro__stream_lost(s, s->rerr = rc); /* set_exception, and the transport closes */
     else if (rc == 0)
         s->eof = 1;
     else
@@ -2360,8 +2378,6 @@ CORO_API void coro__stream_wake_drainers(coro_stream *s)
     coro_event_set(s->loop, &s->drained);
 }
 
-CORO_API void coro__stream_kick(coro_stream *s);
-
 CORO_API void coro__stream_closed(coro_loop *L, void *arg)
 {
     coro_stream *s = (coro_stream *)arg;
@@ -2381,16 +2397,13 @@ CORO_API void coro__stream_sent(coro_loop *L, void *arg)
     s->sending = 0;
     free(s->wold);
     s->wold = NULL;
-    if (rc < 0) { /* connection lost: drop what is queued, close (_force_close) */
-        s->werr = rc == -EBADF ? -ECONNRESET : rc;
-        s->wstart = s->wend = 0;
-        if (!s->closing) s->closing = 1;
-        coro__stream_wake_drainers(s);
-    } else {
-        s->wstart += (size_t)rc;
-        if (s->wstart == s->wend) s->wstart = s->wend = 0;
-        if (s->wend - s->wstart <= s->low) coro__stream_wake_drainers(s);
+    if (rc < 0 || s->werr) { /* lost (maybe while this send was out) */
+        coro__stream_lost(s, rc < 0 ? rc : s->werr);
+        return;
     }
+    s->wstart += (size_t)rc;
+    if (s->wstart == s->wend) s->wstart = s->wend = 0;
+    if (s->wend - s->wstart <= s->low) coro__stream_wake_drainers(s);
     coro__stream_kick(s);
 }
 

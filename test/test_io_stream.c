@@ -1017,18 +1017,25 @@ TEST(T106_set_error_after_the_reader_was_cancelled)
 }
 
 /* R-SR-6: a connection lost with an error becomes the reader's exception
- * (every later read fails with it). */
-TEST(read_after_peer_reset_fails_with_econnreset_and_keeps_failing)
+ * (every later read fails with it), and the stream closes, as asyncio's
+ * transport does on a fatal error: is_closing(), wait_closed() completes,
+ * writes are dropped and drain() fails with the error (see also
+ * reset_seen_by_the_reader_while_a_send_is_out_closes_after_it). */
+TEST(read_after_peer_reset_fails_with_econnreset_and_closes_the_stream)
 {
     struct fx x;
     fx_open(&x, 64);
     peer_says(x.peer, "ab");
     run_script(&x, "r1");
     CHECK_TRACE("'a'");
+    CHECK(!coro_stream_is_closing(&x.s));
     peer_reset(x.peer);
     x.peer = -1;
     run_script(&x, "r1 r1 r1 l e"); /* the buffered byte first */
     CHECK_TRACE("'b' ECONNRESET ECONNRESET ECONNRESET !eof");
+    CHECK(coro_stream_is_closing(&x.s));
+    WAIT_FOR(&x.L, coro_future_done(coro_stream_closed(&x.s)));
+    CHECK(coro_future_done(coro_stream_closed(&x.s)));
     fx_close(&x);
 }
 
@@ -1545,6 +1552,34 @@ TEST(T108_write_after_close_is_dropped_and_drain_fails)
     /* and after wait_closed too */
     CHECK_EQ(coro_stream_write(&x.s, "late", 4), 0);
     CHECK_EQ(coro_stream_write_buffered(&x.s), 0);
+    coro_spawn(&x.L, &td, drainer(&d, &x.s));
+    WAIT_FOR(&x.L, coro_task_done(&td));
+    CHECK_EQ(d.rc, -ECONNRESET);
+    fx_close(&x);
+}
+
+/* The reader meets the reset while a big send is out (the peer reads
+ * nothing): the queue is dropped once that send ends (the kernel reads its
+ * buffer until then), the stream closes, later writes are dropped and
+ * drain() fails with the reader's error. */
+TEST(reset_seen_by_the_reader_while_a_send_is_out_closes_after_it)
+{
+    struct fx x;
+    static struct drainer d;
+    coro_task td;
+    fx_open_small(&x, 64);
+    CHECK_EQ(coro_stream_write(&x.s, big, BIG), 0);
+    RUN_FOR(&x.L, CORO_MS(20)); /* the socket buffers fill; the send waits */
+    CHECK(coro_stream_write_buffered(&x.s) > 0);
+    peer_reset(x.peer);
+    x.peer = -1;
+    run_script(&x, "r1");
+    CHECK_TRACE("ECONNRESET");
+    CHECK(coro_stream_is_closing(&x.s));
+    WAIT_FOR(&x.L, coro_future_done(coro_stream_closed(&x.s)));
+    CHECK_EQ(coro_stream_write_buffered(&x.s), 0);
+    CHECK_EQ(coro_stream_write(&x.s, "late", 4), 0);
+    CHECK_EQ(coro_stream_write_buffered(&x.s), 0); /* dropped */
     coro_spawn(&x.L, &td, drainer(&d, &x.s));
     WAIT_FOR(&x.L, coro_task_done(&td));
     CHECK_EQ(d.rc, -ECONNRESET);
