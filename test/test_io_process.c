@@ -487,6 +487,53 @@ TEST(communicate_drains_pipes_whose_bytes_nobody_wants)
     IO_END(&L);
 }
 
+/* Our own stdin, stdout and stderr are closed (a daemon): the pipes'
+ * ends land on fds 0..2, and the child must still get each on the right
+ * one (it does: the ends are made in the order 0, 1, 2, ours first, so a
+ * child's end never sits on a lower stdio fd that an earlier dup2 of the
+ * spawn would overwrite). cat echoes its stdin to its stdout; stderr goes
+ * to /dev/null. */
+TEST(exec_with_our_stdio_closed_gives_the_child_the_right_pipes)
+{
+    static const char msg[] = "through fds 0 and 1\n";
+    coro_loop L;
+    coro_io io;
+    coro_process p;
+    coro_task t;
+    struct comm m;
+    int saved[3], rc, fd_of_in, fd_of_out, closed = -1;
+    WATCHDOG();
+    IO_BEGIN(&L, &io);
+    fflush(stdout);
+    for (int k = 0; k < 3; k++) {
+        saved[k] = fcntl(k, F_DUPFD_CLOEXEC, 10);
+        close(k);
+    }
+    rc = EXEC(&p, &L, CORO_PIPE, CORO_PIPE, CORO_DEVNULL, "cat");
+    fd_of_in = rc == 0 ? p.in->fd : -1;
+    fd_of_out = rc == 0 ? p.out->fd : -1;
+    if (rc == 0) {
+        run_task(&L, &t, comm(&m, &p, msg, sizeof msg - 1, 1, 0));
+        closed = proc_close(&L, &p); /* our ends on 0..2 closed before we restore them */
+    }
+    for (int k = 0; k < 3; k++) {
+        dup2(saved[k], k);
+        close(saved[k]);
+    }
+    CHECK_EQ(rc, 0);
+    if (rc < 0) {
+        IO_END(&L);
+        return;
+    }
+    CHECK(fd_of_in <= 2 && fd_of_out <= 2); /* the case under test */
+    CHECK_EQ(m.rc, 0);
+    CHECK_EQ(m.out.len, sizeof msg - 1);
+    CHECK(m.out.data && memcmp(m.out.data, msg, sizeof msg - 1) == 0);
+    comm_free(&m);
+    CHECK_EQ(closed, 0);
+    IO_END(&L);
+}
+
 TEST(T120_communicate_with_no_input_gives_empty_output)
 {
     coro_loop L;
