@@ -207,7 +207,8 @@ struct coro_io {
     /* io_uring */
     struct io_uring ring;
     unsigned ring_flags, cq_entries;
-    int ppoll_wait; /* sleep in ppoll on the ring fd, not in io_uring_enter (valgrind) */
+    int vg; /* io_uring under valgrind: wait in ppoll (coro__uring_ppoll), and
+             * mark what the kernel wrote as defined (coro__io_defined) */
     uint32_t inflight, max_inflight;
     int wake_armed;
     uint64_t wake_buf;
@@ -378,7 +379,7 @@ CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
     } else if (s) {
         coro__fdslot_reset(io, s);
     }
-    if (io->kind == CORO_IO_URING) coro__io_defined(op, res);
+    if (io->vg) coro__io_defined(op, res);
     op->res = res;
     op->state = CORO__IO_DONE;
     io->stats.completed++;
@@ -637,7 +638,7 @@ CORO_API int coro__uring_spin_ready(void *arg)
 
 CORO_API int coro__uring_spin(coro_io *io)
 {
-    if (CORO_POOL_SPIN_NS <= 0 || io->ppoll_wait || /* not under valgrind */
+    if (CORO_POOL_SPIN_NS <= 0 || io->vg || /* not under valgrind */
         io->inbox_users <= (unsigned)io->threadsafe)
         return 0;
     io_uring_submit(&io->ring);
@@ -674,7 +675,7 @@ CORO_API int coro__uring_poll(coro_backend *b, coro_loop *L, int64_t timeout)
     if (timeout == 0 && !io->inflight && !io_uring_sq_ready(&io->ring)) return 0;
     if (!io->inflight && io->pending.next != &io->pending) /* held back (a hook): retry */
         timeout = 0;
-    if (timeout != 0 && io->ppoll_wait) timeout = coro__uring_ppoll(io, timeout);
+    if (timeout != 0 && io->vg) timeout = coro__uring_ppoll(io, timeout);
     if (timeout != 0 && coro__uring_spin(io)) timeout = 0;
     io->stats.enters++;
     if (io->enter_fault && (rc = io->enter_fault(io->fault_arg)) < 0) {
@@ -1430,7 +1431,7 @@ CORO_API int coro_io_init(coro_io *io, coro_loop *L, const coro_io_config *cfg)
         io->kind = CORO_IO_URING;
         io->base.poll = coro__uring_poll;
         io->max_inflight = cfg && cfg->max_inflight ? cfg->max_inflight : io->cq_entries;
-        io->ppoll_wait = CORO__IO_VALGRIND();
+        io->vg = CORO__IO_VALGRIND();
     } else if ((rc == -EPERM || rc == -ENOSYS) && want != CORO_IO_URING) {
         io->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (io->epfd < 0) return -errno;
