@@ -13,6 +13,10 @@
  *   io_tmpfile(data, n)    an O_RDWR temporary file holding data (unlinked)
  *   io_backend()           "uring" or "epoll": what CORO_BACKEND asked for
  *   RUNNING_ON_VALGRIND    valgrind's, or 0 where its header is missing
+ *   WATCHDOG()             SIGALRM in 120 s: a hang fails the binary
+ *   RUN_UNTIL(L, cond, ns) / WAIT_FOR(L, cond) / RUN_FOR(L, ns)   run the
+ *                          loop, bounded by a timer (WAIT_FOR: by GUARD,
+ *                          which each suite defines, and it CHECKs cond)
  */
 #ifndef TEST_IO_H
 #define TEST_IO_H
@@ -33,6 +37,42 @@
 #ifndef RUNNING_ON_VALGRIND
 #define RUNNING_ON_VALGRIND 0
 #endif
+
+/* A watchdog per test: a hang (a lost wake-up in a blocking call that has
+ * no timeout) kills the binary with SIGALRM instead of blocking the suite. */
+#define WATCHDOG() alarm(120)
+
+__attribute__((unused)) static void noop_cb(coro_loop *L, void *arg)
+{
+    (void)L;
+    (void)arg;
+}
+
+/* Runs loop iterations until cond holds, `ns` of loop time passed, or the
+ * loop fails (CORO_EDEADLK); a timer bounds each wait, so this never
+ * blocks for ever. */
+#define RUN_UNTIL(L, cond, ns)                                                 \
+    do {                                                                       \
+        coro_call ru_call__;                                                   \
+        int64_t ru_end__ = coro_loop_time(L) + (ns);                           \
+        memset(&ru_call__, 0, sizeof ru_call__);                               \
+        coro_call_at(L, &ru_call__, ru_end__, noop_cb, NULL);                  \
+        while (!(cond) && coro_loop_time(L) < ru_end__ &&                      \
+               coro_loop_run_once(L) == 0) {                                   \
+        }                                                                      \
+        coro_call_cancel(L, &ru_call__);                                       \
+    } while (0)
+
+/* Runs the loop until cond holds; a failure if it does not within GUARD
+ * (each suite defines GUARD: how long a wait may take). */
+#define WAIT_FOR(L, cond)                                                      \
+    do {                                                                       \
+        RUN_UNTIL(L, cond, GUARD);                                             \
+        if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
+    } while (0)
+
+/* Runs the loop for `ns` (nothing is expected to happen). */
+#define RUN_FOR(L, ns) RUN_UNTIL(L, 0, ns)
 
 static int test_io__fds;
 

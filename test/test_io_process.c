@@ -24,34 +24,6 @@
 /* The longest any wait may take before the test calls it a failure. */
 #define GUARD CORO_S(30)
 
-/* A watchdog per test: a hang kills the binary with SIGALRM. */
-#define WATCHDOG() alarm(120)
-
-static void noop_cb(coro_loop *L, void *arg)
-{
-    (void)L;
-    (void)arg;
-}
-
-/* Runs L until cond holds, at most GUARD (a timer wakes the loop). */
-#define RUN_UNTIL(L, cond)                                                     \
-    do {                                                                       \
-        coro_call ru_call__;                                                   \
-        int64_t ru_end__ = coro_loop_time(L) + GUARD;                          \
-        memset(&ru_call__, 0, sizeof ru_call__);                               \
-        coro_call_at(L, &ru_call__, ru_end__, noop_cb, NULL);                  \
-        while (!(cond) && coro_loop_time(L) < ru_end__ &&                      \
-               coro_loop_run_once(L) == 0) {                                   \
-        }                                                                      \
-        coro_call_cancel(L, &ru_call__);                                       \
-    } while (0)
-
-#define WAIT_FOR(L, cond)                                                      \
-    do {                                                                       \
-        RUN_UNTIL(L, cond);                                                    \
-        if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
-    } while (0)
-
 /* Runs L for n iterations of at most 1 ms each. */
 static void run_idle(coro_loop *L, int n)
 {
@@ -72,7 +44,7 @@ static int run_task(coro_loop *L, coro_task *t, coro_frame *frame)
     WAIT_FOR(L, coro_task_done(t));
     if (!coro_task_done(t)) {
         coro_task_cancel(L, t);
-        RUN_UNTIL(L, coro_task_done(t));
+        RUN_UNTIL(L, coro_task_done(t), GUARD);
         return CORO_ETIMEDOUT;
     }
     return coro_task_result(t);

@@ -25,29 +25,6 @@
 
 #define GUARD CORO_S(10)
 
-static void noop_cb(coro_loop *L, void *arg)
-{
-    (void)L;
-    (void)arg;
-}
-
-#define RUN_UNTIL(L, cond, ns)                                                 \
-    do {                                                                       \
-        coro_call ru_call__;                                                   \
-        int64_t ru_end__ = coro_loop_time(L) + (ns);                           \
-        memset(&ru_call__, 0, sizeof ru_call__);                               \
-        coro_call_at(L, &ru_call__, ru_end__, noop_cb, NULL);                  \
-        while (!(cond) && coro_loop_time(L) < ru_end__) coro_loop_run_once(L); \
-        coro_call_cancel(L, &ru_call__);                                       \
-    } while (0)
-
-#define WAIT_FOR(L, cond)                                                      \
-    do {                                                                       \
-        RUN_UNTIL(L, cond, GUARD);                                             \
-        if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
-    } while (0)
-
-#define RUN_FOR(L, ns) RUN_UNTIL(L, 0, ns)
 
 /* After a WAIT_FOR that timed out: cancels t and waits for its end, so
  * that its frame is not reused while a job of it still runs on the pool. */

@@ -33,33 +33,6 @@
 
 #define GUARD CORO_S(10) /* a wait that should take microseconds */
 
-static void noop_cb(coro_loop *L, void *arg)
-{
-    (void)L;
-    (void)arg;
-}
-
-/* Runs loop iterations until cond holds or `ns` of real time passed; a
- * timer bounds each iteration, so this never blocks forever. */
-#define RUN_UNTIL(L, cond, ns)                                                 \
-    do {                                                                       \
-        coro_call ru_call__;                                                   \
-        int64_t ru_end__ = coro_loop_time(L) + (ns);                           \
-        memset(&ru_call__, 0, sizeof ru_call__);                               \
-        coro_call_at(L, &ru_call__, ru_end__, noop_cb, NULL);                  \
-        while (!(cond) && coro_loop_time(L) < ru_end__) coro_loop_run_once(L); \
-        coro_call_cancel(L, &ru_call__);                                       \
-    } while (0)
-
-/* Runs the loop until cond holds; a failure if it does not within GUARD. */
-#define WAIT_FOR(L, cond)                                                      \
-    do {                                                                       \
-        RUN_UNTIL(L, cond, GUARD);                                             \
-        if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
-    } while (0)
-
-/* Runs the loop for `ns` of real time (nothing is expected to happen). */
-#define RUN_FOR(L, ns) RUN_UNTIL(L, 0, ns)
 
 /* Byte `off` of stream `id`'s test sequence (cheap: big transfers). */
 static unsigned char pat(unsigned id, size_t off)

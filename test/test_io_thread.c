@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <sys/time.h>
 
-
 /* ---- helpers */
 
 static void *nothing(void *arg)
@@ -43,35 +42,6 @@ static int scaled(int n, int on_valgrind)
 
 /* The longest any wait may take before the test calls it a failure. */
 #define GUARD CORO_S(30)
-
-/* A watchdog per test: a hang (a lost wake-up in a blocking call that has
- * no timeout) kills the binary with SIGALRM instead of blocking the suite. */
-#define WATCHDOG() alarm(120)
-
-static void noop_cb(coro_loop *L, void *arg)
-{
-    (void)L;
-    (void)arg;
-}
-
-/* Runs L until cond holds, at most GUARD (a timer wakes the loop). */
-#define RUN_UNTIL(L, cond)                                                     \
-    do {                                                                       \
-        coro_call ru_call__;                                                   \
-        int64_t ru_end__ = coro_loop_time(L) + GUARD;                          \
-        memset(&ru_call__, 0, sizeof ru_call__);                               \
-        coro_call_at(L, &ru_call__, ru_end__, noop_cb, NULL);                  \
-        while (!(cond) && coro_loop_time(L) < ru_end__ &&                      \
-               coro_loop_run_once(L) == 0) {                                   \
-        }                                                                      \
-        coro_call_cancel(L, &ru_call__);                                       \
-    } while (0)
-
-#define WAIT_FOR(L, cond)                                                      \
-    do {                                                                       \
-        RUN_UNTIL(L, cond);                                                    \
-        if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
-    } while (0)
 
 /* For a condition another thread makes true without waking the loop:
  * runs L one iteration at a time, each at most 1 ms, until cond holds (at
@@ -111,7 +81,7 @@ static int run_task(coro_loop *L, coro_task *t, coro_frame *frame)
     WAIT_FOR(L, coro_task_done(t));
     if (!coro_task_done(t)) {
         coro_task_cancel(L, t);
-        RUN_UNTIL(L, coro_task_done(t));
+        RUN_UNTIL(L, coro_task_done(t), GUARD);
         return CORO_ETIMEDOUT;
     }
     return coro_task_result(t);
@@ -1085,7 +1055,7 @@ TEST(loop_not_in_threadsafe_mode_still_reports_deadlock)
     w.f = &f;
     CHECK_EQ(coro_run(&L, &t, coro_frame_init(&w.co, future_waiter_fn)), CORO_EDEADLK);
     coro_task_cancel(&L, &t);
-    RUN_UNTIL(&L, coro_task_done(&t));
+    RUN_UNTIL(&L, coro_task_done(&t), GUARD);
     CHECK(coro_task_cancelled(&t));
     IO_END(&L);
 }
@@ -1451,10 +1421,10 @@ static void *side_main(void *arg)
     side_init(s, s->jobs.n);
     pthread_barrier_wait(&s->ring->ready);
     if (s->init_rc < 0) return NULL;
-    RUN_UNTIL(&s->L, s->stop && coro_task_done(&s->jt));
+    RUN_UNTIL(&s->L, s->stop && coro_task_done(&s->jt), GUARD);
     if (!coro_task_done(&s->jt)) { /* failed: end it */
         coro_task_cancel(&s->L, &s->jt);
-        RUN_UNTIL(&s->L, coro_task_done(&s->jt));
+        RUN_UNTIL(&s->L, coro_task_done(&s->jt), GUARD);
     }
     coro_loop_close(&s->L);
     return NULL;
@@ -1482,7 +1452,7 @@ static void ring_test(int n, int rounds, int jobs)
     CHECK_EQ(s0->init_rc, 0);
     pthread_barrier_wait(&r.ready); /* every loop is threadsafe: go */
     coro_call_soon_threadsafe(&r.s[1].L, &s0->to_next, token_cb, &r.s[1]);
-    RUN_UNTIL(&s0->L, s0->stop && coro_task_done(&s0->jt));
+    RUN_UNTIL(&s0->L, s0->stop && coro_task_done(&s0->jt), GUARD);
     CHECK(s0->stop);
     CHECK(coro_task_done(&s0->jt));
     for (int i = 1; i < n; i++) pthread_join(r.s[i].th, NULL);
