@@ -29,6 +29,8 @@
  *   A server accepts with one multishot accept on io_uring (kernel >= 5.19,
  *   probed once per ring): one SQE for many connections; elsewhere up to
  *   CORO_ACCEPT_BATCH connections per readiness event; see "ACCEPTING".
+ *   A stream reads with one multishot recv on io_uring (kernel >= 5.19:
+ *   provided buffers), kept armed while it holds less than 2 * limit.
  *
  * CANCELLATION (io_uring): a cancelled operation ends only when the kernel's
  * completion for that operation arrives; its record (and buffer) must stay
@@ -60,6 +62,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -130,8 +133,9 @@ struct coro_io_op {
         struct { int how; } shut;
         struct { unsigned events; } poll;
         struct { int datasync; } sync;
-        /* a multishot (io_uring): on(op, fd, 1) per result, on(op, res, 0) at its end */
-        struct { void (*on)(coro_io_op *op, int res, int more); } ms;
+        /* a multishot (io_uring): on(op, res, 1) per result (cflags: its CQE's
+         * flags, e.g. the buffer of a recv), on(op, res, 0) at its end */
+        struct { void (*on)(coro_io_op *op, int res, int more); unsigned cflags; } ms;
     } a;
 };
 
@@ -140,8 +144,21 @@ enum {
     CORO__OP_NOP = 1, CORO__OP_READ, CORO__OP_WRITE, CORO__OP_READV, CORO__OP_WRITEV,
     CORO__OP_FSYNC, CORO__OP_OPENAT, CORO__OP_CLOSE, CORO__OP_STATX, CORO__OP_SOCKET,
     CORO__OP_CONNECT, CORO__OP_ACCEPT, CORO__OP_RECV, CORO__OP_SEND, CORO__OP_SHUTDOWN,
-    CORO__OP_POLL, CORO__OP_ACCEPT_MULTI
+    CORO__OP_POLL, CORO__OP_ACCEPT_MULTI, CORO__OP_RECV_MULTI
 };
+
+/* Multishot ops: several CQEs per SQE (see coro__multishot). */
+#define CORO__OP_MULTI(code) ((code) >= CORO__OP_ACCEPT_MULTI)
+
+/* Provided buffers for multishot recv (see coro__rbufs). */
+#ifndef CORO_IO_RBUFS
+#define CORO_IO_RBUFS 64 /* a power of two */
+#endif
+#ifndef CORO_IO_RBUF_SIZE
+#define CORO_IO_RBUF_SIZE 4096
+#endif
+#define CORO__RBUF_GROUP 0
+#define CORO__RBUF_RING 4096 /* the ring's own page, before the buffers */
 
 /* Operation states. */
 #define CORO__IO_IDLE 0
@@ -213,6 +230,9 @@ struct coro_io {
     int wake_armed;
     uint64_t wake_buf;
     int accept_multi; /* multishot accept: 0 not probed yet, 1 yes, -1 no */
+    int rbufs;        /* provided buffers (coro__rbufs): 0 not yet, 1 ready, -1 refused */
+    struct io_uring_buf_ring *rbr;
+    unsigned char *rbuf_mem;
     /* epoll */
     int epfd, nwait; /* nwait: operations waiting for readiness */
     int no_pwait2;    /* epoll_pwait2 refused (old kernel, valgrind) */
@@ -392,7 +412,7 @@ CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
         s->close_op = NULL;
         coro__io_submit(io, cl);
     }
-    if (op->code == CORO__OP_ACCEPT_MULTI) op->a.ms.on(op, res, 0); /* last: s is stale */
+    if (CORO__OP_MULTI(op->code)) op->a.ms.on(op, res, 0); /* last: s is stale */
 }
 
 /* ---------------------------------------------------------------------- */
@@ -408,7 +428,7 @@ CORO_API void coro__io_finish(coro_io *io, coro_io_op *op, int res)
 
 CORO_API uint64_t coro__uring_ud(const coro_io_op *op)
 {
-    return (uint64_t)(uintptr_t)op | (op->code == CORO__OP_ACCEPT_MULTI ? CORO__UD_MULTI : 0u);
+    return (uint64_t)(uintptr_t)op | (CORO__OP_MULTI(op->code) ? CORO__UD_MULTI : 0u);
 }
 
 CORO_API void coro__uring_prep(struct io_uring_sqe *sqe, coro_io_op *op)
@@ -461,6 +481,11 @@ CORO_API void coro__uring_prep(struct io_uring_sqe *sqe, coro_io_op *op)
     case CORO__OP_POLL: io_uring_prep_poll_add(sqe, op->fd, op->a.poll.events); break;
     case CORO__OP_ACCEPT_MULTI: /* no address: the kernel would share it across shots */
         io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
+    case CORO__OP_RECV_MULTI: /* into the loop's provided buffers (coro__rbufs) */
+        io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = CORO__RBUF_GROUP;
         break;
     default: io_uring_prep_nop(sqe); break;
     }
@@ -579,6 +604,7 @@ CORO_API void coro__uring_arm_wake(coro_io *io)
  * when the CQ had no room for it as a shot). */
 CORO_API void coro__uring_multishot(coro_io *io, coro_io_op *op, int res, unsigned flags)
 {
+    op->a.ms.cflags = flags;
     if (flags & IORING_CQE_F_MORE) {
         op->a.ms.on(op, res, 1);
         return;
@@ -1259,15 +1285,14 @@ CORO_API int coro__accept_multi_ok(coro_io *io)
     return io->accept_multi > 0;
 }
 
-/* Arms a multishot accept on the listener fd (io_uring only): one SQE,
- * then on(op, fd, 1) for each connection (the fd is on's: non-blocking,
- * close-on-exec) and on(op, res, 0) once when it ends (0: the kernel ended
+/* Starts a multishot op (io_uring only): one SQE, then on(op, res, 1) for
+ * each result and on(op, res, 0) once when it ends (0: the kernel ended
  * it, arm it again; or -errno, -ECANCELED after coro__io_cancel). No task
  * awaits op: the caller keeps it alive until on(op, res, 0). */
-CORO_API void coro__accept_multi(coro_io_op *op, coro_loop *L, int fd,
-                                 void (*on)(coro_io_op *op, int res, int more))
+CORO_API void coro__multishot(coro_io_op *op, coro_loop *L, int code, int fd,
+                              void (*on)(coro_io_op *op, int res, int more))
 {
-    coro__io_op(op, L, CORO__OP_ACCEPT_MULTI, fd);
+    coro__io_op(op, L, code, fd);
     op->a.ms.on = on;
     if (fd < 0 || (fd < op->io->nfds && op->io->fds[fd].closing)) { /* refused: not started */
         op->state = CORO__IO_DONE;
@@ -1277,6 +1302,67 @@ CORO_API void coro__accept_multi(coro_io_op *op, coro_loop *L, int fd,
     op->io->internal++; /* the library's own: the running task's cancellation is not its */
     coro__io_start(op);
     op->io->internal--;
+}
+
+/* A multishot accept on the listener fd: on(op, fd, 1) for each connection
+ * (the fd is on's: non-blocking, close-on-exec). */
+CORO_API void coro__accept_multi(coro_io_op *op, coro_loop *L, int fd,
+                                 void (*on)(coro_io_op *op, int res, int more))
+{
+    coro__multishot(op, L, CORO__OP_ACCEPT_MULTI, fd, on);
+}
+
+/* Provided buffers for multishot recv (streams on io_uring): a ring of
+ * CORO_IO_RBUFS buffers of CORO_IO_RBUF_SIZE bytes (256 KiB) that the
+ * loop's streams share, set up at the first stream read. The kernel picks
+ * one per result; its bytes are copied into the stream's own buffer and it
+ * is handed back while the CQE is reaped, so a burst larger than the ring
+ * only ends the multishot (-ENOBUFS), to be armed again. */
+
+/* Are the provided buffers there (set up now if not yet tried)? */
+CORO_API int coro__rbufs(coro_io *io)
+{
+    if (io->rbufs) return io->rbufs > 0;
+    io->rbufs = -1;
+    if (io->kind != CORO_IO_URING) return 0;
+    size_t size = CORO__RBUF_RING + (size_t)CORO_IO_RBUFS * CORO_IO_RBUF_SIZE;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 0;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)m;
+    reg.ring_entries = CORO_IO_RBUFS;
+    reg.bgid = CORO__RBUF_GROUP;
+    if (io_uring_register_buf_ring(&io->ring, &reg, 0) < 0) { /* before Linux 5.19 */
+        munmap(m, size);
+        return 0;
+    }
+    io->rbr = (struct io_uring_buf_ring *)m;
+    io->rbuf_mem = (unsigned char *)m + CORO__RBUF_RING;
+    io_uring_buf_ring_init(io->rbr);
+    for (unsigned i = 0; i < CORO_IO_RBUFS; i++)
+        io_uring_buf_ring_add(io->rbr, io->rbuf_mem + (size_t)i * CORO_IO_RBUF_SIZE,
+                              CORO_IO_RBUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(CORO_IO_RBUFS), (int)i);
+    io_uring_buf_ring_advance(io->rbr, CORO_IO_RBUFS);
+    io->rbufs = 1;
+    return 1;
+}
+
+/* The buffer a multishot recv's result came in (its CQE's flags). */
+CORO_API unsigned char *coro__rbuf(coro_io *io, unsigned cflags)
+{
+    return io->rbuf_mem + (size_t)(cflags >> IORING_CQE_BUFFER_SHIFT) * CORO_IO_RBUF_SIZE;
+}
+
+/* Hands that buffer back to the kernel. */
+CORO_API void coro__rbuf_put(coro_io *io, unsigned cflags)
+{
+    unsigned bid = cflags >> IORING_CQE_BUFFER_SHIFT;
+    io_uring_buf_ring_add(io->rbr, io->rbuf_mem + (size_t)bid * CORO_IO_RBUF_SIZE,
+                          CORO_IO_RBUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(CORO_IO_RBUFS), 0);
+    io_uring_buf_ring_advance(io->rbr, 1);
 }
 
 /* recv(2): c->rc = bytes (0: the peer closed its side). */
@@ -1368,6 +1454,9 @@ CORO_API void coro__io_close(coro_backend *b, coro_loop *L)
         io_uring_queue_exit(&io->ring);
     else if (io->epfd >= 0)
         close(io->epfd);
+    if (io->rbr) /* after the ring: the kernel no longer writes there */
+        munmap(io->rbr, CORO__RBUF_RING + (size_t)CORO_IO_RBUFS * CORO_IO_RBUF_SIZE);
+    io->rbr = NULL;
     if (io->wakefd >= 0) close(io->wakefd);
     free(io->fds);
     io->fds = NULL;
@@ -1930,7 +2019,11 @@ CORO_API void coro__io_close_pool(coro_io *io)
 /* ---------------------------------------------------------------------- */
 
 /* A buffered connection. The reader receives only when a read needs more
- * data (one recv per read), into a buffer of 2 * limit bytes; the writer
+ * data: on io_uring with one multishot recv into the loop's provided
+ * buffers (coro__rbufs), copied into the stream's buffer as each result is
+ * reaped, kept armed while the buffer holds less than 2 * limit bytes
+ * (asyncio's pause_reading); on epoll, or when the kernel has no provided
+ * buffers, with one recv per read into the stream's buffer; the writer
  * never blocks: writes are buffered (the buffer grows) and sent one send
  * at a time, in order, short sends completed; drain() waits while more
  * than the high-water mark is buffered, until it is below the low mark.
@@ -1950,7 +2043,9 @@ typedef struct coro_stream {
     unsigned char *rbuf;
     size_t rcap, rstart, rend, limit;
     int eof, rerr, rbusy;
-    coro_io_op rop;
+    int ms, rwaiting;    /* multishot recv: 0 off, 1 armed, 2 cancelled (paused); a read waits on rwait */
+    coro_io_op rop;      /* the recv, or the multishot recv */
+    coro_waitable rwait; /* settled when the multishot brings data, the end, an error */
     /* writer */
     unsigned char *wbuf, *wold;
     size_t wcap, wstart, wend, high, low;
@@ -1974,10 +2069,15 @@ typedef struct coro_stream {
 
 /* Wraps a connected, non-blocking socket. limit 0: 64 KiB. Returns 0,
  * CORO_EINVAL or -ENOMEM. The stream owns fd from now on. */
+CORO_API int coro__stream_rwait_cancel(coro_loop *L, coro_waitable *w);
+
 CORO_API int coro_stream_init(coro_stream *s, coro_loop *L, int fd, size_t limit)
 {
     memset(s, 0, sizeof *s);
     s->loop = L;
+    coro_future_init(&s->rwait.fut);
+    s->rwait.cancel = coro__stream_rwait_cancel;
+    s->rwait.flags = CORO_WAITABLE_KEEP_RESULT;
     s->fd = fd;
     s->limit = limit ? limit : CORO_STREAM_LIMIT;
     s->rcap = 2 * s->limit < CORO_STREAM_RBUF0 ? 2 * s->limit : CORO_STREAM_RBUF0;
@@ -1991,7 +2091,9 @@ CORO_API int coro_stream_init(coro_stream *s, coro_loop *L, int fd, size_t limit
     return 0;
 }
 
-/* Releases the buffers (after close; the fd is not touched). */
+/* Releases the buffers once the stream is closed (coro_stream_closed()
+ * done: until then an io_uring multishot recv may still write into the
+ * stream, so its memory must stay too); the fd is not touched. */
 CORO_API void coro_stream_free(coro_stream *s)
 {
     free(s->rbuf);
@@ -2014,10 +2116,15 @@ CORO_API int coro_stream_at_eof(const coro_stream *s)
 /* asyncio's set_exception(): the read waiting for data fails with err at
  * once (its recv is cancelled; bytes it still receives stay buffered), and
  * so does every later read. */
+CORO_API void coro__stream_wake(coro_stream *s);
+
 CORO_API void coro_stream_set_error(coro_stream *s, int err)
 {
     s->rerr = err;
-    if (err < 0 && s->rbusy) coro__io_cancel(s->loop, &s->rop.w);
+    if (err < 0 && s->rwaiting)
+        coro__stream_wake(s);
+    else if (err < 0 && s->rbusy)
+        coro__io_cancel(s->loop, &s->rop.w);
 }
 
 /* Unsent bytes (asyncio's transport.get_write_buffer_size()). */
@@ -2163,6 +2270,91 @@ CORO_API void coro__stream_lost(coro_stream *s, int err)
     coro__stream_kick(s);
 }
 
+/* ---- the multishot recv (io_uring) */
+
+/* Wakes the read waiting for the multishot, if one waits. */
+CORO_API void coro__stream_wake(coro_stream *s)
+{
+    if (s->rwaiting && !coro_future_done(&s->rwait.fut))
+        coro__future_finish(s->loop, &s->rwait.fut, CORO_FUTURE_RESULT, 0);
+}
+
+/* A cancelled read stops waiting; what arrives stays buffered. */
+CORO_API int coro__stream_rwait_cancel(coro_loop *L, coro_waitable *w)
+{
+    return coro_future_cancel(L, &w->fut);
+}
+
+/* Appends n received bytes, growing the buffer past 2 * limit if it must
+ * (results already on their way when reading paused). 0 or -ENOMEM. */
+CORO_API int coro__stream_append(coro_stream *s, const unsigned char *p, size_t n)
+{
+    if (s->rcap - s->rend < n) coro__stream_compact(s);
+    if (s->rcap - s->rend < n) {
+        size_t cap = s->rcap;
+        while (cap - s->rend < n) cap *= 2;
+        unsigned char *nb = (unsigned char *)realloc(s->rbuf, cap);
+        if (!nb) return -ENOMEM;
+        s->rbuf = nb;
+        s->rcap = cap;
+    }
+    memcpy(s->rbuf + s->rend, p, n);
+    s->rend += n;
+    return 0;
+}
+
+CORO_API void coro__stream_arm(coro_stream *s);
+
+/* A result of the multishot recv: bytes (copied, their buffer handed
+ * back), the end of the stream (0), or its end: re-armed if a read waits
+ * and nothing else happened (-ENOBUFS: the buffers ran out; -ECANCELED:
+ * reading paused), else an error, or EOF if the stream is being closed. */
+CORO_API void coro__stream_on_recv(coro_io_op *op, int res, int more)
+{
+    coro_stream *s = CORO__CONTAINER(coro_stream, rop, op);
+    coro_io *io = op->io;
+    if (!more) {
+        s->ms = 0;
+        if (s->closing)
+            coro__stream_feed_end(s); /* the close cancelled it */
+        else if (res < 0 && res != -ECANCELED && res != -ENOBUFS && !s->rerr && !s->eof)
+            coro__stream_lost(s, s->rerr = res);
+        if (s->rwaiting && !s->rerr && !s->eof)
+            coro__stream_arm(s);
+        else
+            coro__stream_wake(s);
+        return;
+    }
+    if (res > 0 && (op->a.ms.cflags & IORING_CQE_F_BUFFER)) {
+        unsigned char *b = coro__rbuf(io, op->a.ms.cflags);
+        if (io->vg) CORO__IO_DEFINED(b, (size_t)res);
+        if (coro__stream_append(s, b, (size_t)res) < 0 && !s->rerr) s->rerr = CORO_ENOMEM;
+        coro__rbuf_put(io, op->a.ms.cflags);
+        if (s->ms == 1 && s->rend - s->rstart >= 2 * s->limit) { /* pause_reading */
+            s->ms = 2;
+            coro__io_cancel(s->loop, &op->w);
+        }
+    } else if (res == 0) {
+        s->eof = 1;
+    }
+    coro__stream_wake(s);
+}
+
+/* Arms the multishot recv (it may end at once: the fd is being closed). */
+CORO_API void coro__stream_arm(coro_stream *s)
+{
+    s->ms = 1;
+    coro__multishot(&s->rop, s->loop, CORO__OP_RECV_MULTI, s->fd, coro__stream_on_recv);
+}
+
+/* Does this stream read through the multishot? (io_uring with provided
+ * buffers; not while a test's fault hook is on, which shapes single recvs) */
+CORO_API int coro__stream_multi(coro_stream *s)
+{
+    coro_io *io = coro_io_of(s->loop);
+    return io->kind == CORO_IO_URING && !io->fault && coro__rbufs(io);
+}
+
 /* The outcome of a fill's recv: bytes buffered, EOF or an error noted.
  * Returns 0 to go on, or what the read fails with. ncancel: the task's
  * cancelling() count before the recv, to tell its own cancellation from
@@ -2185,8 +2377,16 @@ CORO_API int coro__stream_filled(coro_stream_op *op, coro_task *t, int rc)
     return s->rerr;
 }
 
-/* asyncio's _wait_for_data, pulled: one recv into the free space. Inside a
- * reader body only (uses op and c). */
+/* The outcome of a wait on the multishot: the data, EOF or error is in the
+ * stream already; a cancellation is handled as a recv's. */
+CORO_API int coro__stream_woken(coro_stream_op *op, coro_task *t, int rc)
+{
+    if (rc == CORO_ECANCELED) return coro__stream_filled(op, t, rc);
+    return op->s->rerr;
+}
+
+/* asyncio's _wait_for_data: until the multishot brings something, or one
+ * recv into the free space. Inside a reader body only (uses op and c). */
 #define CORO__STREAM_FILL(c, op)                                               \
     do {                                                                       \
         if ((op)->s->rbusy) CORO_FAIL(c, coro__stream_giveback(op, CORO_EBUSY)); \
@@ -2195,11 +2395,22 @@ CORO_API int coro__stream_filled(coro_stream_op *op, coro_task *t, int rc)
             CORO_FAIL(c, (c)->rc);                                             \
         (op)->s->rbusy = 1;                                                    \
         (op)->ncancel = (c)->task ? coro_task_cancelling((c)->task) : 0;       \
-        CORO_IO(c, coro_recv(&(op)->s->rop, (op)->s->loop, (op)->s->fd,        \
-                             (op)->s->rbuf + (op)->s->rend,                    \
-                             (op)->s->rcap - (op)->s->rend, 0));               \
-        (op)->s->rbusy = 0;                                                    \
-        (c)->rc = coro__stream_filled(op, (c)->task, (c)->rc);                 \
+        if (coro__stream_multi((op)->s)) {                                     \
+            if (!(op)->s->ms) coro__stream_arm((op)->s);                      \
+            (op)->s->rwaiting = 1;                                             \
+            coro_future_init(&(op)->s->rwait.fut);                             \
+            if ((op)->s->eof || (op)->s->rerr) /* ended at once */            \
+                coro__stream_wake((op)->s);                                    \
+            CORO_AWAIT_WAITABLE(c, &(op)->s->rwait);                           \
+            (op)->s->rwaiting = (op)->s->rbusy = 0;                            \
+            (c)->rc = coro__stream_woken(op, (c)->task, (c)->rc);              \
+        } else {                                                               \
+            CORO_IO(c, coro_recv(&(op)->s->rop, (op)->s->loop, (op)->s->fd,    \
+                                 (op)->s->rbuf + (op)->s->rend,                \
+                                 (op)->s->rcap - (op)->s->rend, 0));           \
+            (op)->s->rbusy = 0;                                                \
+            (c)->rc = coro__stream_filled(op, (c)->task, (c)->rc);             \
+        }                                                                      \
         if ((c)->rc < 0) CORO_FAIL(c, (c)->rc);                                \
     } while (0)
 

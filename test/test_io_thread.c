@@ -1703,6 +1703,8 @@ TEST(open_connection_cancelled_at_every_step_of_resolving_leaks_nothing)
         if (i % 2 && !coro_task_done(&t)) usleep(100); /* lets the resolver run */
         coro_task_cancel(&L, &t);
         WAIT_FOR(&L, coro_task_done(&t));
+        if (k.open_rc == 0) /* a wait_closed cancelled: k (its close op) lives on until closed */
+            WAIT_FOR(&L, coro_future_done(coro_stream_closed(&k.s)));
         if (coro_task_cancelled(&t)) { /* before its first step (open_rc still
                                         * 1), while opening, or after */
             cancelled++;
