@@ -17,6 +17,11 @@
  *   RUN_UNTIL(L, cond, ns) / WAIT_FOR(L, cond) / RUN_FOR(L, ns)   run the
  *                          loop, bounded by a timer (WAIT_FOR: by GUARD,
  *                          which each suite defines, and it CHECKs cond)
+ *   run_idle(L, n)         n iterations of at most 1 ms
+ *   run_task(L, &t, frame) spawn, run until done (a suite that defines
+ *                          GUARD before including this)
+ *   pat / pat_fill / pat_ok   a cheap byte sequence per stream id
+ *   child_exit(fn)         fn in a child process: CHILD_OK if it returned
  */
 #ifndef TEST_IO_H
 #define TEST_IO_H
@@ -73,6 +78,78 @@ __attribute__((unused)) static void noop_cb(coro_loop *L, void *arg)
 
 /* Runs the loop for `ns` (nothing is expected to happen). */
 #define RUN_FOR(L, ns) RUN_UNTIL(L, 0, ns)
+
+/* Runs L for n iterations of at most 1 ms each, to check that nothing
+ * happens meanwhile (a bare coro_loop_run_once would block until an
+ * event). */
+__attribute__((unused)) static void run_idle(coro_loop *L, int n)
+{
+    for (int k = 0; k < n; k++) {
+        coro_call tick;
+        memset(&tick, 0, sizeof tick);
+        coro_call_later(L, &tick, CORO_MS(1), noop_cb, NULL);
+        coro_loop_run_once(L);
+        coro_call_cancel(L, &tick);
+    }
+}
+
+#ifdef GUARD /* (a suite that defines it before including this) */
+/* Spawns frame as task t and runs the loop until t is done (at most
+ * GUARD; then t is cancelled). Returns t's result, or CORO_ETIMEDOUT. */
+__attribute__((unused)) static int run_task(coro_loop *L, coro_task *t, coro_frame *frame)
+{
+    CHECK_EQ(coro_spawn(L, t, frame), 0);
+    WAIT_FOR(L, coro_task_done(t));
+    if (!coro_task_done(t)) {
+        coro_task_cancel(L, t);
+        RUN_UNTIL(L, coro_task_done(t), GUARD);
+        return CORO_ETIMEDOUT;
+    }
+    return coro_task_result(t);
+}
+#endif
+
+/* Byte `off` of stream `id`'s test sequence (cheap: big transfers). */
+__attribute__((unused)) static unsigned char pat(unsigned id, size_t off)
+{
+    return (unsigned char)(off * 131u + (off >> 9) * 7u + id * 29u);
+}
+
+__attribute__((unused)) static void pat_fill(unsigned id, size_t off, unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = pat(id, off + i);
+}
+
+__attribute__((unused)) static int pat_ok(unsigned id, size_t off, const unsigned char *p,
+                                          size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != pat(id, off + i)) return 0;
+    return 1;
+}
+
+/* Runs fn in a child process (output silenced): its exit code, which is
+ * CHILD_OK if fn returned, CHILD_OK + n if it exited so; anything below
+ * CHILD_OK is a death (sanitizers exit with 1; -1: a signal). For checks
+ * that must not take the whole binary down when a bug is there. */
+#define CHILD_OK 100
+__attribute__((unused)) static int child_exit(void (*fn)(void))
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        fn();
+        _exit(CHILD_OK);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 static int test_io__fds;
 

@@ -13,6 +13,9 @@
  * of hanging. Each test checks (IO_END) that no fd is left open, and after
  * each wait that the child was reaped (no zombie). Only binaries of a base
  * Debian system are run: sh, true, false, cat, head, sleep. */
+/* The longest any wait may take before the test calls it a failure. */
+#define GUARD CORO_S(30)
+
 #include "test_io.h"
 
 #include <signal.h>
@@ -20,35 +23,6 @@
 #include <sys/wait.h>
 
 /* ---- helpers */
-
-/* The longest any wait may take before the test calls it a failure. */
-#define GUARD CORO_S(30)
-
-/* Runs L for n iterations of at most 1 ms each. */
-static void run_idle(coro_loop *L, int n)
-{
-    for (int k = 0; k < n; k++) {
-        coro_call tick;
-        memset(&tick, 0, sizeof tick);
-        coro_call_later(L, &tick, CORO_MS(1), noop_cb, NULL);
-        coro_loop_run_once(L);
-        coro_call_cancel(L, &tick);
-    }
-}
-
-/* Spawns frame as task t and runs the loop until t is done (at most
- * GUARD; then t is cancelled). Returns t's result, or CORO_ETIMEDOUT. */
-static int run_task(coro_loop *L, coro_task *t, coro_frame *frame)
-{
-    CHECK_EQ(coro_spawn(L, t, frame), 0);
-    WAIT_FOR(L, coro_task_done(t));
-    if (!coro_task_done(t)) {
-        coro_task_cancel(L, t);
-        RUN_UNTIL(L, coro_task_done(t), GUARD);
-        return CORO_ETIMEDOUT;
-    }
-    return coro_task_result(t);
-}
 
 /* 1 if pid was reaped (it is no child of ours any more: no zombie). */
 static int reaped(pid_t pid)

@@ -25,7 +25,6 @@
 
 #define GUARD CORO_S(10)
 
-
 /* After a WAIT_FOR that timed out: cancels t and waits for its end, so
  * that its frame is not reused while a job of it still runs on the pool. */
 static void settle(coro_loop *L, coro_task *t)
@@ -46,43 +45,6 @@ static void run_iterations(coro_loop *L, int n, coro_task *until)
     for (int i = 0; i < n && !coro_task_done(until) && coro_loop_time(L) < end; i++)
         coro_loop_run_once(L);
     coro_call_cancel(L, &g);
-}
-
-static unsigned char pat(unsigned id, size_t off)
-{
-    return (unsigned char)(off * 131u + (off >> 9) * 7u + id * 29u);
-}
-
-static void pat_fill(unsigned id, size_t off, unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) p[i] = pat(id, off + i);
-}
-
-static int pat_ok(unsigned id, size_t off, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != pat(id, off + i)) return 0;
-    return 1;
-}
-
-/* Runs fn in a child process (output silenced); see test_io_stream.c. */
-#define CHILD_OK 100
-static int child_exit(void (*fn)(void))
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        fn();
-        _exit(CHILD_OK);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* A port nothing listens on: held by a bound socket that does not listen

@@ -33,25 +33,6 @@
 
 #define GUARD CORO_S(10) /* a wait that should take microseconds */
 
-
-/* Byte `off` of stream `id`'s test sequence (cheap: big transfers). */
-static unsigned char pat(unsigned id, size_t off)
-{
-    return (unsigned char)(off * 131u + (off >> 9) * 7u + id * 29u);
-}
-
-static int pat_ok(unsigned id, size_t off, const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != pat(id, off + i)) return 0;
-    return 1;
-}
-
-static void pat_fill(unsigned id, size_t off, unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) p[i] = pat(id, off + i);
-}
-
 /* The peer: blocking-with-a-bound calls on a non-blocking socket. */
 static void peer_send(int fd, const void *p, size_t n)
 {
@@ -181,29 +162,6 @@ static void tcp_pair(int *a, int *b, int small)
     if (*b < 0) CHECK(!"tcp_pair: accept");
     fcntl(*a, F_SETFL, fcntl(*a, F_GETFL) | O_NONBLOCK);
     close(l);
-}
-
-/* Runs fn in a child process (output silenced): its exit code, which is
- * CHILD_OK if fn returned, CHILD_OK + n if it exited so; anything below
- * CHILD_OK is a death (sanitizers exit with 1; -1: a signal). For checks
- * that must not take the whole binary down when a bug is there. */
-#define CHILD_OK 100
-static int child_exit(void (*fn)(void))
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        fn();
-        _exit(CHILD_OK);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* ---- fixture: a loop, a stream over one end of a TCP pair, the peer */
@@ -1326,7 +1284,6 @@ TEST(write_of_nothing_is_a_no_op)
     CHECK(!memcmp(b, "ab", 2));
     fx_close(&x);
 }
-
 
 static void first_write_of_nothing(void)
 {

@@ -13,6 +13,9 @@
  * a bug fails a check instead of hanging. Checks run on the test's thread
  * only: other threads record what they saw, the test checks it after a
  * join or after the loop received their message. */
+/* The longest any wait may take before the test calls it a failure. */
+#define GUARD CORO_S(30)
+
 #include "test_io.h"
 
 #include <dirent.h>
@@ -40,9 +43,6 @@ static int scaled(int n, int on_valgrind)
     return RUNNING_ON_VALGRIND ? on_valgrind : n;
 }
 
-/* The longest any wait may take before the test calls it a failure. */
-#define GUARD CORO_S(30)
-
 /* For a condition another thread makes true without waking the loop:
  * runs L one iteration at a time, each at most 1 ms, until cond holds (at
  * most GUARD); fails the test if it never does. */
@@ -58,34 +58,6 @@ static int scaled(int n, int on_valgrind)
         }                                                                      \
         if (!(cond)) CHECK(!"timed out waiting for: " #cond);                  \
     } while (0)
-
-/* Runs L for n iterations of at most 1 ms each, to check that nothing
- * happens meanwhile. A bare coro_loop_run_once would block until an event:
- * with every job held at a gate, until the gate gives up (GUARD). */
-static void run_idle(coro_loop *L, int n)
-{
-    for (int k = 0; k < n; k++) {
-        coro_call tick;
-        memset(&tick, 0, sizeof tick);
-        coro_call_later(L, &tick, CORO_MS(1), noop_cb, NULL);
-        coro_loop_run_once(L);
-        coro_call_cancel(L, &tick);
-    }
-}
-
-/* Spawns frame as task t and runs the loop until t is done (at most
- * GUARD; then t is cancelled). Returns t's result, or CORO_ETIMEDOUT. */
-static int run_task(coro_loop *L, coro_task *t, coro_frame *frame)
-{
-    CHECK_EQ(coro_spawn(L, t, frame), 0);
-    WAIT_FOR(L, coro_task_done(t));
-    if (!coro_task_done(t)) {
-        coro_task_cancel(L, t);
-        RUN_UNTIL(L, coro_task_done(t), GUARD);
-        return CORO_ETIMEDOUT;
-    }
-    return coro_task_result(t);
-}
 
 /* The number of threads of this process, io_uring's kernel workers
  * (iou-wrk-*, iou-sqp-*) left out: they come and go on their own. */
